@@ -1,0 +1,8 @@
+//! backup-core's integration tests: one binary, one module per concept.
+
+mod backoff;
+mod gate;
+mod logs;
+mod retry;
+mod settings;
+mod wire;

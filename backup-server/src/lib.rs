@@ -1,0 +1,1 @@
+//! Skeleton: built out by its own issue.
