@@ -48,6 +48,7 @@
 
 mod backoff;
 mod clock;
+mod dispatch;
 mod error;
 mod gate;
 mod ids;
@@ -64,6 +65,7 @@ pub use backoff::{ExponentialBackoff, Jitter, RandomSource, SplitMix64};
 #[cfg(feature = "mock")]
 pub use clock::MockClock;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use dispatch::{DispatchInputs, SkipReason};
 pub use error::{Error, ErrorClass, Result};
 pub use gate::{Acquire, ConcurrencyGate, GateGuard, GateLimits, GateSnapshot};
 pub use ids::{AgentId, BackupRunId, PolicyId, TaskId, TenantId};

@@ -284,7 +284,7 @@ fn raising_a_limit_wakes_waiters_at_once() {
 
 #[test]
 fn waiting_emits_concurrency_limit_reached() {
-    let logs = crate::logs::capture(|| {
+    let logs = backup_testkit::capture_logs(|| {
         runtime().block_on(async {
             let gate = ConcurrencyGate::new(GateLimits::uniform(1));
             let held = gate.acquire(TaskKind::Backup).await;

@@ -2,7 +2,6 @@
 
 mod backoff;
 mod gate;
-mod logs;
 mod retry;
 mod settings;
 mod wire;

@@ -1,0 +1,74 @@
+//! The PostgreSQL backend: one pool; rows that several server replicas could race for are
+//! locked with `FOR UPDATE ... SKIP LOCKED`, so replicas split work instead of waiting on it.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    Pool, Postgres, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::{Result, StoreError};
+
+pub(crate) type Db = Postgres;
+
+/// Appended to `SELECT`s that claim rows: another replica's transaction skips them.
+macro_rules! skip_locked {
+    ($table:literal) => {
+        concat!(" FOR UPDATE OF ", $table, " SKIP LOCKED")
+    };
+}
+
+/// Appended to `SELECT`s that read a row to change it in the same transaction.
+macro_rules! for_update {
+    ($table:literal) => {
+        concat!(" FOR UPDATE OF ", $table)
+    };
+}
+
+// The same queries as the other backend, compiled against this one (see `ops.rs`).
+#[allow(clippy::duplicate_mod)]
+#[path = "ops.rs"]
+mod ops;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Pools {
+    pool: Pool<Db>,
+}
+
+impl Pools {
+    pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrating the PostgreSQL database: {e}")))
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Db>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    fn read(&self) -> &Pool<Db> {
+        &self.pool
+    }
+
+    /// For single-statement writes outside a transaction.
+    fn read_write(&self) -> &Pool<Db> {
+        &self.pool
+    }
+
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,673 @@
+use backup_core::{
+    AttemptOutcome, AttemptReport, ClaimRequest, ErrorClass, Heartbeat, PerKind, PermanentReason,
+    RunStatus, ScheduleSpec, TaskKind, TaskStatus,
+};
+use backup_store::{BackupRunFilter, PageRequest, StoreError};
+use chrono::TimeDelta;
+
+use crate::harness::{Env, backup_every_hour, start, store_test};
+
+fn failed(attempt: u32, kind: Option<ErrorClass>) -> AttemptReport {
+    AttemptReport {
+        error_kind: kind,
+        error: Some("repository is already locked".into()),
+        exit_code: Some(1),
+        ..AttemptReport::new(attempt, AttemptOutcome::Failed)
+    }
+}
+
+/// A tenant, an online agent and one pending task of a policy with `max_task_retries`.
+async fn one_task(
+    env: &Env,
+    max_task_retries: Option<u32>,
+) -> (
+    backup_core::TenantId,
+    backup_core::AgentId,
+    backup_core::TaskId,
+) {
+    let t = env.tenant("acme").await;
+    let a = env.agent(&t, "db-1").await;
+    env.online(a.agent.id).await;
+    let mut spec = backup_every_hour(a.agent.id);
+    spec.max_task_retries = max_task_retries;
+    let p = env.policy(&t, spec).await;
+    let task = env.store.run_policy_now(t.id, p.id).await.expect("run now");
+    (t.id, a.agent.id, task.id)
+}
+
+async fn claim_start(env: &Env, agent: backup_core::AgentId) -> u32 {
+    let claimed = env.claim_all(agent).await;
+    assert_eq!(claimed.len(), 1, "one task to claim");
+    let attempt = claimed[0].attempt;
+    env.store
+        .start_task(agent, claimed[0].id, attempt)
+        .await
+        .expect("start");
+    attempt
+}
+
+store_test!(
+    retriable_failures_retry_with_backoff_then_exhaust_the_budget,
+    |env| async move {
+        let (tenant, agent, task) = one_task(&env, Some(2)).await;
+        for retry in 1..=2u32 {
+            let attempt = claim_start(&env, agent).await;
+            assert_eq!(attempt, retry);
+            let answer = env
+                .store
+                .report_result(agent, task, &failed(attempt, Some(ErrorClass::Retriable)))
+                .await
+                .expect("result");
+            assert!(answer.retried);
+            let v = answer.task;
+            assert_eq!(
+                (v.status, v.retry_count, v.max_retries),
+                (TaskStatus::Pending, retry, 2)
+            );
+            let delay =
+                v.next_retry_at.expect("next retry") - backup_core::Clock::now(env.clock.as_ref());
+            let nominal = 60 * 2i64.pow(retry - 1);
+            assert!(
+                delay >= TimeDelta::seconds(nominal / 2) && delay <= TimeDelta::seconds(nominal),
+                "{delay} for retry {retry}"
+            );
+            assert!(
+                env.claim_all(agent).await.is_empty(),
+                "not claimable before nextRetryAt"
+            );
+            env.advance_secs(nominal + 1);
+            env.online(agent).await;
+        }
+        let attempt = claim_start(&env, agent).await;
+        assert_eq!(attempt, 3);
+        let answer = env
+            .store
+            .report_result(agent, task, &failed(3, None))
+            .await
+            .expect("result");
+        assert!(!answer.retried);
+        let v = answer.task;
+        assert_eq!(v.status, TaskStatus::FailedPermanently);
+        assert!(v.failed_permanently);
+        assert_eq!(v.permanent_reason, Some(PermanentReason::RetriesExhausted));
+        assert_eq!(
+            v.last_error.as_deref(),
+            Some("repository is already locked")
+        );
+        let runs = env
+            .store
+            .list_backup_runs(
+                tenant,
+                &BackupRunFilter {
+                    task_id: Some(task),
+                    ..Default::default()
+                },
+                &PageRequest::default(),
+            )
+            .await
+            .expect("runs");
+        assert_eq!(runs.items.len(), 3, "one run per attempt");
+        assert!(
+            runs.items
+                .iter()
+                .all(|r| r.status == RunStatus::Failed
+                    && r.error_kind == Some(ErrorClass::Retriable))
+        );
+        assert_eq!(
+            runs.items.iter().filter(|r| r.failed_permanently).count(),
+            1,
+            "the last one ended the task"
+        );
+    }
+);
+
+store_test!(
+    max_retries_zero_and_permanent_errors_fail_at_once,
+    |env| async move {
+        let (_, agent, task) = one_task(&env, Some(0)).await;
+        let attempt = claim_start(&env, agent).await;
+        let v = env
+            .store
+            .report_result(agent, task, &failed(attempt, Some(ErrorClass::Retriable)))
+            .await
+            .expect("result")
+            .task;
+        assert_eq!(
+            (v.status, v.permanent_reason),
+            (
+                TaskStatus::FailedPermanently,
+                Some(PermanentReason::RetriesExhausted)
+            )
+        );
+
+        let (_, agent, task) = one_task(&env, Some(5)).await;
+        let attempt = claim_start(&env, agent).await;
+        let v = env
+            .store
+            .report_result(agent, task, &failed(attempt, Some(ErrorClass::Permanent)))
+            .await
+            .expect("result")
+            .task;
+        assert_eq!(
+            (v.status, v.permanent_reason, v.retry_count),
+            (
+                TaskStatus::FailedPermanently,
+                Some(PermanentReason::PermanentError),
+                0
+            )
+        );
+    }
+);
+
+store_test!(success_partial_and_interrupted, |env| async move {
+    let (tenant, agent, task) = one_task(&env, None).await;
+    let attempt = claim_start(&env, agent).await;
+    let v = env
+        .store
+        .report_result(
+            agent,
+            task,
+            &AttemptReport::new(attempt, AttemptOutcome::Interrupted),
+        )
+        .await
+        .expect("result")
+        .task;
+    assert_eq!(
+        (v.status, v.retry_count, v.next_retry_at),
+        (TaskStatus::Pending, 0, None),
+        "no budget spent"
+    );
+    let attempt = claim_start(&env, agent).await;
+    assert_eq!(attempt, 2, "a new attempt number, same retry count");
+    let report = AttemptReport {
+        snapshot_id: Some("1a2b3c4d".into()),
+        files_new: Some(12),
+        data_added: Some(4096),
+        exit_code: Some(3),
+        started_at: Some(start()),
+        finished_at: Some(start() + TimeDelta::seconds(5)),
+        ..AttemptReport::new(attempt, AttemptOutcome::Partial)
+    };
+    let v = env
+        .store
+        .report_result(agent, task, &report)
+        .await
+        .expect("result")
+        .task;
+    assert_eq!(
+        v.status,
+        TaskStatus::Succeeded,
+        "partial counts as succeeded"
+    );
+    let runs = env
+        .store
+        .list_backup_runs(
+            tenant,
+            &BackupRunFilter {
+                task_id: Some(task),
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .expect("runs")
+        .items;
+    let partial = runs.iter().find(|r| r.attempt == 2).expect("run 2");
+    assert_eq!(
+        (
+            partial.status,
+            partial.snapshot_id.as_deref(),
+            partial.files_new,
+            partial.data_added,
+            partial.duration_ms,
+            partial.exit_code
+        ),
+        (
+            RunStatus::Partial,
+            Some("1a2b3c4d"),
+            Some(12),
+            Some(4096),
+            Some(5000),
+            Some(3)
+        )
+    );
+    assert_eq!(
+        runs.iter().find(|r| r.attempt == 1).map(|r| r.status),
+        Some(RunStatus::Interrupted)
+    );
+});
+
+store_test!(
+    results_are_idempotent_per_task_and_attempt,
+    |env| async move {
+        let (_, agent, task) = one_task(&env, None).await;
+        let attempt = claim_start(&env, agent).await;
+        let first = env
+            .store
+            .report_result(agent, task, &failed(attempt, None))
+            .await
+            .expect("result");
+        assert!(first.retried && !first.replayed);
+        // The task moves on (a new claim after the retry delay) ...
+        env.advance_secs(3600);
+        env.online(agent).await;
+        let next = claim_start(&env, agent).await;
+        // ... and a repeat of the first result still answers what was decided then, changing nothing.
+        let again = env
+            .store
+            .report_result(agent, task, &failed(attempt, None))
+            .await
+            .expect("replay");
+        assert!(again.replayed);
+        assert_eq!(again.task, first.task);
+        let current = env
+            .store
+            .start_task(agent, task, next)
+            .await
+            .expect("still running attempt 2");
+        assert_eq!(
+            (current.status, current.retry_count),
+            (TaskStatus::Running, 1)
+        );
+        // A result for an attempt never claimed is a conflict.
+        let err = env
+            .store
+            .report_result(agent, task, &failed(9, None))
+            .await
+            .expect_err("never claimed");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        // Another agent's task is not found.
+        let t2 = env.tenant("other").await;
+        let stranger = env.agent(&t2, "x").await;
+        let err = env
+            .store
+            .report_result(stranger.agent.id, task, &failed(next, None))
+            .await
+            .expect_err("not theirs");
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+);
+
+store_test!(
+    lapsed_claims_return_and_lapsed_runs_are_agent_lost,
+    |env| async move {
+        let (tenant, agent, task) = one_task(&env, Some(1)).await;
+        let claimed = env.claim_all(agent).await;
+        assert_eq!(claimed[0].attempt, 1);
+        // Never started: the lease lapses, the task returns with its attempt number, no budget spent.
+        env.advance_secs(901);
+        let lapse = env.store.lapse_leases().await.expect("lapse");
+        assert_eq!((lapse.returned, lapse.lost), (1, 0));
+        let v = env.store.get_task(tenant, task).await.expect("task");
+        assert_eq!(
+            (v.status, v.attempt, v.retry_count),
+            (TaskStatus::Pending, 0, 0)
+        );
+        env.online(agent).await;
+        let attempt = claim_start(&env, agent).await;
+        assert_eq!(attempt, 1, "the lapsed claim gave its number back");
+
+        // A heartbeat listing the task renews its lease.
+        env.advance_secs(800);
+        env.store
+            .heartbeat(
+                agent,
+                &Heartbeat {
+                    running_tasks: 1,
+                    running_task_ids: vec![task],
+                    ..Heartbeat::default()
+                },
+            )
+            .await
+            .expect("hb");
+        env.advance_secs(800);
+        assert_eq!(
+            env.store.lapse_leases().await.expect("lapse").lost,
+            0,
+            "renewed 800 s ago"
+        );
+
+        // Started, then silence: the attempt fails as "agent lost" through the budget.
+        env.advance_secs(200);
+        let lapse = env.store.lapse_leases().await.expect("lapse");
+        assert_eq!((lapse.lost, lapse.retried), (1, 1));
+        let v = env.store.get_task(tenant, task).await.expect("task");
+        assert_eq!((v.status, v.retry_count), (TaskStatus::Pending, 1));
+        assert!(
+            v.last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("agent lost")
+        );
+        let runs = env
+            .store
+            .list_backup_runs(
+                tenant,
+                &BackupRunFilter {
+                    task_id: Some(task),
+                    ..Default::default()
+                },
+                &PageRequest::default(),
+            )
+            .await
+            .expect("runs")
+            .items;
+        assert_eq!(runs[0].status, RunStatus::Failed);
+    }
+);
+
+store_test!(
+    a_late_success_resolves_a_task_waiting_for_its_retry,
+    |env| async move {
+        let (tenant, agent, task) = one_task(&env, Some(3)).await;
+        let attempt = claim_start(&env, agent).await;
+        env.advance_secs(901);
+        env.store.lapse_leases().await.expect("lapse");
+        assert_eq!(
+            env.store.get_task(tenant, task).await.expect("task").status,
+            TaskStatus::Pending
+        );
+        // The agent was only cut off; its result arrives late and says it worked.
+        let report = AttemptReport {
+            snapshot_id: Some("cafebabe".into()),
+            ..AttemptReport::new(attempt, AttemptOutcome::Succeeded)
+        };
+        let answer = env
+            .store
+            .report_result(agent, task, &report)
+            .await
+            .expect("late success");
+        assert_eq!(answer.task.status, TaskStatus::Succeeded);
+        let runs = env
+            .store
+            .list_backup_runs(
+                tenant,
+                &BackupRunFilter {
+                    task_id: Some(task),
+                    ..Default::default()
+                },
+                &PageRequest::default(),
+            )
+            .await
+            .expect("runs")
+            .items;
+        assert_eq!(
+            (runs[0].status, runs[0].late, runs[0].snapshot_id.as_deref()),
+            (RunStatus::Succeeded, true, Some("cafebabe"))
+        );
+    }
+);
+
+store_test!(
+    a_late_result_that_cannot_change_the_task_is_a_stale_attempt,
+    |env| async move {
+        let (tenant, agent, task) = one_task(&env, Some(3)).await;
+        let first = claim_start(&env, agent).await;
+        env.advance_secs(901);
+        env.store.lapse_leases().await.expect("lapse");
+        env.advance_secs(3600);
+        env.online(agent).await;
+        let second = claim_start(&env, agent).await;
+        assert_eq!(second, 2);
+        // The first attempt's late failure: recorded, but the task is already on attempt 2.
+        let err = env
+            .store
+            .report_result(agent, task, &failed(first, None))
+            .await
+            .expect_err("stale");
+        let StoreError::StaleAttempt(view) = err else {
+            panic!("expected stale_attempt, got {err:?}")
+        };
+        assert_eq!((view.status, view.attempt), (TaskStatus::Running, 2));
+        let again = env
+            .store
+            .report_result(agent, task, &failed(first, None))
+            .await
+            .expect_err("still stale");
+        assert!(matches!(again, StoreError::StaleAttempt(_)));
+        let runs = env
+            .store
+            .list_backup_runs(
+                tenant,
+                &BackupRunFilter {
+                    task_id: Some(task),
+                    ..Default::default()
+                },
+                &PageRequest::default(),
+            )
+            .await
+            .expect("runs")
+            .items;
+        let late = runs.iter().find(|r| r.attempt == 1).expect("run 1");
+        assert!(late.late);
+        assert_eq!(
+            late.error.as_deref(),
+            Some("repository is already locked"),
+            "the run records what happened"
+        );
+    }
+);
+
+store_test!(a_result_before_start_is_accepted, |env| async move {
+    let (tenant, agent, task) = one_task(&env, Some(3)).await;
+    let claimed = env.claim_all(agent).await;
+    let report = AttemptReport {
+        error: Some("unknown repository \"main\" in this agent's configuration".into()),
+        ..AttemptReport::new(claimed[0].attempt, AttemptOutcome::Failed)
+    };
+    let report = AttemptReport {
+        error_kind: Some(ErrorClass::Permanent),
+        ..report
+    };
+    let v = env
+        .store
+        .report_result(agent, task, &report)
+        .await
+        .expect("result")
+        .task;
+    assert_eq!(
+        (v.status, v.permanent_reason),
+        (
+            TaskStatus::FailedPermanently,
+            Some(PermanentReason::PermanentError)
+        )
+    );
+    let runs = env
+        .store
+        .list_backup_runs(
+            tenant,
+            &BackupRunFilter {
+                task_id: Some(task),
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .expect("runs")
+        .items;
+    assert_eq!(runs.len(), 1);
+});
+
+store_test!(
+    cancelled_tasks_are_reported_to_their_agent_and_late_results_change_nothing,
+    |env| async move {
+        let (tenant, agent, task) = one_task(&env, None).await;
+        let attempt = claim_start(&env, agent).await;
+        let v = env.store.cancel_task(tenant, task).await.expect("cancel");
+        assert_eq!(v.status, TaskStatus::Cancelled);
+        assert_eq!(
+            env.store
+                .cancel_task(tenant, task)
+                .await
+                .expect("again")
+                .status,
+            TaskStatus::Cancelled
+        );
+        let answer = env
+            .store
+            .heartbeat(agent, &Heartbeat::default())
+            .await
+            .expect("hb");
+        assert_eq!(
+            answer.cancel_task_ids,
+            vec![task],
+            "told once because it held the task"
+        );
+        let answer = env
+            .store
+            .heartbeat(agent, &Heartbeat::default())
+            .await
+            .expect("hb");
+        assert!(answer.cancel_task_ids.is_empty());
+        let answer = env
+            .store
+            .heartbeat(
+                agent,
+                &Heartbeat {
+                    running_task_ids: vec![task],
+                    ..Heartbeat::default()
+                },
+            )
+            .await
+            .expect("hb");
+        assert_eq!(
+            answer.cancel_task_ids,
+            vec![task],
+            "and whenever it still lists it"
+        );
+        let err = env
+            .store
+            .start_task(agent, task, attempt)
+            .await
+            .expect_err("cancelled");
+        assert!(matches!(err, StoreError::Conflict(_)));
+        let v = env
+            .store
+            .report_result(
+                agent,
+                task,
+                &AttemptReport::new(attempt, AttemptOutcome::Succeeded),
+            )
+            .await
+            .expect("stored")
+            .task;
+        assert_eq!(v.status, TaskStatus::Cancelled, "changes nothing");
+        let runs = env
+            .store
+            .list_backup_runs(
+                tenant,
+                &BackupRunFilter {
+                    task_id: Some(task),
+                    ..Default::default()
+                },
+                &PageRequest::default(),
+            )
+            .await
+            .expect("runs")
+            .items;
+        assert_eq!(runs[0].status, RunStatus::Cancelled);
+        let (t2, a2, finished) = one_task(&env, None).await;
+        let at = claim_start(&env, a2).await;
+        env.store
+            .report_result(
+                a2,
+                finished,
+                &AttemptReport::new(at, AttemptOutcome::Succeeded),
+            )
+            .await
+            .expect("done");
+        let err = env
+            .store
+            .cancel_task(t2, finished)
+            .await
+            .expect_err("already ended");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+);
+
+store_test!(claims_respect_limit_per_kind_and_age, |env| async move {
+    let t = env.tenant("acme").await;
+    let a = env.agent(&t, "db-1").await;
+    let id = a.agent.id;
+    env.online(id).await;
+    let mut ids = Vec::new();
+    for kind in [
+        TaskKind::Backup,
+        TaskKind::Backup,
+        TaskKind::Check,
+        TaskKind::Prune,
+    ] {
+        let mut spec = backup_every_hour(id);
+        spec.kind = kind;
+        if kind == TaskKind::Prune {
+            spec.retention = Some(backup_core::Retention {
+                keep_last: Some(3),
+                ..Default::default()
+            });
+        }
+        spec.schedule = ScheduleSpec::every("1h");
+        let p = env.policy(&t, spec).await;
+        ids.push(env.store.run_policy_now(t.id, p.id).await.expect("run").id);
+        env.advance_secs(1);
+    }
+    let first = env
+        .store
+        .claim(
+            id,
+            &ClaimRequest {
+                limit: 3,
+                per_kind: Some(PerKind {
+                    backup: 1,
+                    check: 0,
+                    prune: 5,
+                }),
+            },
+        )
+        .await
+        .expect("claim")
+        .tasks;
+    let got: Vec<_> = first.iter().map(|c| (c.id, c.kind)).collect();
+    assert_eq!(
+        got,
+        vec![(ids[0], TaskKind::Backup), (ids[3], TaskKind::Prune)],
+        "oldest first, within per-kind limits"
+    );
+    assert_eq!(first[1].retention.and_then(|r| r.keep_last), Some(3));
+    assert_eq!(first[0].paths, vec!["/srv".to_owned()]);
+    assert_eq!(first[0].repository, "main");
+    let rest = env
+        .store
+        .claim(
+            id,
+            &ClaimRequest {
+                limit: 1,
+                per_kind: None,
+            },
+        )
+        .await
+        .expect("claim")
+        .tasks;
+    assert_eq!(rest.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[1]]);
+    assert!(first.iter().chain(&rest).all(|c| c.attempt == 1));
+    let err = env
+        .store
+        .start_task(id, ids[0], 2)
+        .await
+        .expect_err("wrong attempt");
+    assert!(matches!(err, StoreError::Conflict(_)));
+    let v = env.store.start_task(id, ids[0], 1).await.expect("start");
+    assert_eq!(
+        v.lease_expires_at,
+        Some(start() + TimeDelta::seconds(4 + 900)),
+        "leased at claim; start does not renew"
+    );
+    assert_eq!(
+        env.store
+            .start_task(id, ids[0], 1)
+            .await
+            .expect("repeat start")
+            .status,
+        TaskStatus::Running,
+        "start is idempotent"
+    );
+});

@@ -1,0 +1,87 @@
+//! What the workspace's tests share: fresh PostgreSQL databases, the rule for tools a test needs
+//! (skip with a notice, or fail under `BACKUP_TEST_REQUIRE`), and log capture.
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::{cell::RefCell, io::Write, path::PathBuf, sync::Once};
+
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::{DEFAULT_POSTGRES_URL, TestDatabase};
+
+/// Whether `BACKUP_TEST_REQUIRE` (a comma-separated list) names `what`.
+pub fn required(what: &str) -> bool {
+    std::env::var("BACKUP_TEST_REQUIRE")
+        .map(|list| list.split(',').any(|item| item.trim() == what))
+        .unwrap_or(false)
+}
+
+/// Reports a missing tool: a failure when it is required, else a printed notice.
+///
+/// # Panics
+/// When `what` is required by `BACKUP_TEST_REQUIRE`.
+pub fn skip(what: &str, why: &str) {
+    assert!(
+        !required(what),
+        "{what} is required by BACKUP_TEST_REQUIRE but {why}"
+    );
+    eprintln!(
+        "SKIPPED: {what} is not available ({why}); set BACKUP_TEST_REQUIRE={what} to fail instead"
+    );
+}
+
+/// The restic binary, or `None` after [`skip`] when it is absent.
+pub fn restic() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join("restic");
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    skip("restic", "no restic on PATH");
+    None
+}
+
+thread_local! {
+    static LOG_BUFFER: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+struct ThreadBuffer;
+
+impl Write for ThreadBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        LOG_BUFFER.with(|b| {
+            if let Some(buf) = b.borrow_mut().as_mut() {
+                buf.extend_from_slice(data);
+            }
+        });
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` and returns what it logged (INFO and above) on this thread.
+///
+/// One global subscriber writes into a thread-local buffer while a capture is active: a scoped
+/// subscriber per test would race with other test threads over tracing's per-callsite interest
+/// cache and lose events now and then. Run async code inside with a current-thread runtime.
+pub fn capture_logs(f: impl FnOnce()) -> String {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(|| ThreadBuffer)
+            .with_ansi(false)
+            .with_env_filter("info")
+            .try_init();
+    });
+    LOG_BUFFER.with(|b| *b.borrow_mut() = Some(Vec::new()));
+    f();
+    let bytes = LOG_BUFFER
+        .with(|b| b.borrow_mut().take())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
