@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Whether a failure may go away by itself (retry it) or will not (fail at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorClass {

@@ -87,6 +87,8 @@ pub use settings::{
     SettingsPatch,
 };
 pub use status::{AgentStatus, SettingsSource, StatusInputs};
+#[cfg(feature = "openapi")]
+pub use task::PerKindCounts;
 pub use task::{AttemptOutcome, PerKind, PermanentReason, RunStatus, TaskKind, TaskStatus};
 pub use wire::{
     AgentCreated, AgentView, AttemptReport, BackupRunView, ClaimAnswer, ClaimRequest, ClaimedTask,

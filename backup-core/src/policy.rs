@@ -17,6 +17,7 @@ pub const MAX_TIMEOUT_MINUTES: u32 = 10_080;
 
 /// restic's `forget` keep rules. Each set rule must be at least 1.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Retention {
     /// `--keep-last`.
@@ -74,6 +75,7 @@ impl Retention {
 
 /// A policy as created (`POST /policies`) and stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PolicySpec {
     /// A name for people (1-200 characters).
@@ -197,6 +199,7 @@ impl PolicySpec {
 /// A partial policy update (`PATCH /policies/{id}`): absent fields are unchanged; for the
 /// nullable ones (`retention`, `maxTaskRetries`, `timeoutMinutes`) `null` clears.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyPatch {
     /// New name.

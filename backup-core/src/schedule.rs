@@ -19,6 +19,7 @@ use crate::Error;
 
 /// The wire form of a schedule: `{"every": "6h"}` or `{"cron": "0 3 * * *", "timezone": "Europe/Berlin"}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleSpec {
     /// A humantime interval of at least 1 s (`30s`, `6h`, `1day`).

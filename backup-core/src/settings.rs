@@ -45,6 +45,7 @@ pub const FAILURE_THRESHOLD_RANGE: Range = Range { min: 0, max: 100 };
 
 /// An agent's validated settings. Construct with [`Settings::default`] and [`Settings::apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
     /// Tasks running at once, all kinds together (1-64).
@@ -144,6 +145,7 @@ impl Settings {
 /// Unknown fields are ignored here (agents of a newer version may propose more); the server's
 /// tenant routes reject them before this type sees the body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsPatch {
     /// See [`Settings::max_concurrent_tasks`].

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Derived status of an agent; the first that applies wins, in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AgentStatus {
@@ -32,6 +33,7 @@ impl AgentStatus {
 
 /// Where an agent's settings come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SettingsSource {

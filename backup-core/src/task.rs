@@ -8,6 +8,7 @@ use crate::Error;
 
 /// The three restic operations the orchestrator schedules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum TaskKind {
@@ -49,6 +50,7 @@ impl TaskKind {
 
 /// Where a task stands. `pending`, `claimed` and `running` are open; the rest are final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum TaskStatus {
@@ -130,6 +132,7 @@ impl TaskStatus {
 
 /// How one attempt ended, as the agent reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AttemptOutcome {
@@ -152,6 +155,7 @@ impl AttemptOutcome {
 
 /// The status of one backup run (one attempt).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RunStatus {
@@ -206,6 +210,7 @@ impl From<AttemptOutcome> for RunStatus {
 
 /// Why a task failed for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PermanentReason {
@@ -334,4 +339,16 @@ impl<T: Copy> PerKind<T> {
             prune: f(TaskKind::Prune),
         }
     }
+}
+
+/// The OpenAPI schema of `PerKind<u32>` (utoipa cannot derive it for the generic type).
+#[cfg(feature = "openapi")]
+#[derive(Debug, utoipa::ToSchema)]
+pub struct PerKindCounts {
+    /// For backups.
+    pub backup: u32,
+    /// For checks.
+    pub check: u32,
+    /// For prunes.
+    pub prune: u32,
 }

@@ -14,6 +14,7 @@ use crate::{
 
 /// `POST /tenants` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateTenant {
     /// A name for people.
@@ -22,6 +23,7 @@ pub struct CreateTenant {
 
 /// `POST /tenants` answer; the token is shown once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TenantCreated {
     /// The tenant's id (the `X-Tenant-ID` header).
@@ -34,6 +36,7 @@ pub struct TenantCreated {
 
 /// The answer of a token rotation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenIssued {
     /// The new token; the old one stopped working.
@@ -42,6 +45,7 @@ pub struct TokenIssued {
 
 /// `POST /agents` body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CreateAgent {
     /// A name for people.
@@ -52,6 +56,7 @@ pub struct CreateAgent {
 
 /// One repository's backoff as the agent reports it (a duration: immune to clock skew).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryBackoff {
     /// The repository's name.
@@ -62,6 +67,7 @@ pub struct RepositoryBackoff {
 
 /// One repository's backoff as the agent view shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RepositoryBackoffView {
     /// The repository's name.
@@ -72,6 +78,7 @@ pub struct RepositoryBackoffView {
 
 /// An agent as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AgentView {
     /// Its id.
@@ -108,6 +115,7 @@ pub struct AgentView {
 
 /// `POST /agents` answer: the view plus the agent's token, shown once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AgentCreated {
     /// The new agent.
@@ -119,6 +127,7 @@ pub struct AgentCreated {
 
 /// `POST /agents/{id}/heartbeat` body. All optional but the two counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Heartbeat {
     /// Tasks running now.
@@ -156,6 +165,7 @@ pub struct Heartbeat {
 
 /// The heartbeat's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HeartbeatAnswer {
     /// The settings to apply now.
@@ -169,17 +179,20 @@ pub struct HeartbeatAnswer {
 
 /// `POST /agents/{id}/tasks/claim` body: the agent's free slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimRequest {
     /// Most tasks to hand out (1-500).
     pub limit: u32,
     /// Most tasks per kind; absent means only `limit` applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::task::PerKindCounts>))]
     pub per_kind: Option<PerKind<u32>>,
 }
 
 /// A task handed to an agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimedTask {
     /// The task.
@@ -213,6 +226,7 @@ pub struct ClaimedTask {
 
 /// The claim's answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimAnswer {
     /// Due tasks, now leased to the agent.
@@ -221,6 +235,7 @@ pub struct ClaimAnswer {
 
 /// `POST /tasks/{id}/start` body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StartRequest {
     /// The claimed attempt.
@@ -229,6 +244,7 @@ pub struct StartRequest {
 
 /// `POST /tasks/{id}/result` body: one attempt's outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptReport {
     /// The attempt this reports (the idempotency key, with the task id).
@@ -281,6 +297,7 @@ impl AttemptReport {
 
 /// A task as the API shows it, with its retry metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TaskView {
     /// Its id.
@@ -319,6 +336,7 @@ pub struct TaskView {
 
 /// One attempt, as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BackupRunView {
     /// Its id.
@@ -361,6 +379,7 @@ pub struct BackupRunView {
 
 /// A policy as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyView {
     /// Its id.
@@ -378,6 +397,7 @@ pub struct PolicyView {
 
 /// A page of a list: newest first; pass `nextCursor` as `cursor` for the next page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     /// This page's items.
@@ -388,6 +408,7 @@ pub struct Page<T> {
 
 /// The machine-readable error codes of the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -411,6 +432,8 @@ pub enum ErrorCode {
     RateLimited,
     /// 503: the database is unreachable; see `Retry-After`.
     DatabaseUnavailable,
+    /// 500: a bug; the details are in the server's log.
+    InternalError,
 }
 
 impl ErrorCode {
@@ -426,12 +449,14 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::DatabaseUnavailable => 503,
+            ErrorCode::InternalError => 500,
         }
     }
 }
 
 /// The body of every error answer: `{"error": {"code", "message", "field"}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// The error.
@@ -440,6 +465,7 @@ pub struct ErrorBody {
 
 /// What went wrong.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// Machine-readable code.

@@ -20,8 +20,18 @@ async fn fleet(store: &Store) -> Vec<AgentId> {
     let tenant = store.create_tenant("bench").await.expect("tenant");
     let mut agents = Vec::with_capacity(AGENTS);
     for i in 0..AGENTS {
-        let body = CreateAgent { name: format!("a{i}"), hostname: format!("h{i}") };
-        agents.push(store.create_agent(tenant.id, &body).await.expect("agent").agent.id);
+        let body = CreateAgent {
+            name: format!("a{i}"),
+            hostname: format!("h{i}"),
+        };
+        agents.push(
+            store
+                .create_agent(tenant.id, &body)
+                .await
+                .expect("agent")
+                .agent
+                .id,
+        );
     }
     agents
 }
@@ -49,12 +59,21 @@ fn bench_backend<DB: sqlx::Database>(
             i += 1;
             let id = *agents[i % agents.len()].as_uuid();
             async move {
-                sqlx::query(bare_sql).bind(i as i64).bind(id).execute(bare).await.expect("update");
+                sqlx::query(bare_sql)
+                    .bind(i as i64)
+                    .bind(id)
+                    .execute(bare)
+                    .await
+                    .expect("update");
             }
         })
     });
     let mut i = 0usize;
-    let heartbeat = Heartbeat { running_tasks: 1, queue_depth: 2, ..Heartbeat::default() };
+    let heartbeat = Heartbeat {
+        running_tasks: 1,
+        queue_depth: 2,
+        ..Heartbeat::default()
+    };
     group.bench_function("Store::heartbeat", |b| {
         b.to_async(rt).iter(|| {
             i += 1;
@@ -64,7 +83,10 @@ fn bench_backend<DB: sqlx::Database>(
         })
     });
     let mut i = 0usize;
-    let claim = ClaimRequest { limit: 2, per_kind: None };
+    let claim = ClaimRequest {
+        limit: 2,
+        per_kind: None,
+    };
     group.bench_function("Store::claim (nothing due)", |b| {
         b.to_async(rt).iter(|| {
             i += 1;
@@ -81,17 +103,31 @@ fn sqlite(c: &mut Criterion) {
     let path = dir.path().join("bench.db");
     let url = format!("sqlite://{}", path.display());
     let (store, agents, bare) = rt.block_on(async {
-        let store = Store::open(&url, StoreConfig::default(), Arc::new(SystemClock)).await.expect("store");
+        let store = Store::open(&url, StoreConfig::default(), Arc::new(SystemClock))
+            .await
+            .expect("store");
         let agents = fleet(&store).await;
         let opts = SqliteConnectOptions::from_str(&url)
             .expect("url")
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let bare = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.expect("pool");
+        let bare = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .expect("pool");
         (store, agents, bare)
     });
-    bench_backend(c, &rt, "sqlite file", &store, &bare, "UPDATE agents SET running_tasks = $1 WHERE id = $2", &agents);
+    bench_backend(
+        c,
+        &rt,
+        "sqlite file",
+        &store,
+        &bare,
+        "UPDATE agents SET running_tasks = $1 WHERE id = $2",
+        &agents,
+    );
 }
 
 fn postgres(c: &mut Criterion) {
@@ -101,24 +137,46 @@ fn postgres(c: &mut Criterion) {
     let name = format!("backup_bench_{}", uuid::Uuid::new_v4().simple());
     let Some(url) = rt.block_on(async {
         let mut conn = PgConnection::connect(&admin).await.ok()?;
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.ok()?;
-        Some(format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base)))
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .ok()?;
+        Some(format!(
+            "{}/{name}",
+            admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(base, _)| base)
+        ))
     }) else {
         eprintln!("SKIPPED: PostgreSQL benchmarks (no server at {admin})");
         return;
     };
     let (store, agents, bare) = rt.block_on(async {
-        let store = Store::open(&url, StoreConfig::default(), Arc::new(SystemClock)).await.expect("store");
+        let store = Store::open(&url, StoreConfig::default(), Arc::new(SystemClock))
+            .await
+            .expect("store");
         let agents = fleet(&store).await;
         let bare = sqlx::PgPool::connect(&url).await.expect("pool");
         (store, agents, bare)
     });
-    bench_backend(c, &rt, "postgres", &store, &bare, "UPDATE agents SET running_tasks = $1::bigint::int WHERE id = $2", &agents);
+    bench_backend(
+        c,
+        &rt,
+        "postgres",
+        &store,
+        &bare,
+        "UPDATE agents SET running_tasks = $1::bigint::int WHERE id = $2",
+        &agents,
+    );
     rt.block_on(async {
         store.close().await;
         bare.close().await;
         if let Ok(mut conn) = PgConnection::connect(&admin).await {
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
         }
     });
 }

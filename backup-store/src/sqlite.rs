@@ -63,9 +63,13 @@ impl Pools {
                 reader: pool,
             });
         }
+        // A 64 MiB page cache per connection: the scheduler's batches touch indexes keyed by
+        // random UUIDs, and the default 2 MiB cache turns those into reads from the OS.
         let tuned = base
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Normal)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))

@@ -1,0 +1,102 @@
+//! Who is calling: a tenant (`X-Tenant-ID` + its bearer token), an agent (its bearer token) or
+//! the admin (the configured `adminToken`). Tokens are compared as hashes in constant time by
+//! the store and are never logged.
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use backup_core::{AgentId, TenantId};
+use backup_store::AgentPrincipal;
+use subtle::ConstantTimeEq;
+
+use crate::{ApiError, AppState};
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| {
+            ApiError::unauthorized("malformed Authorization header; want Bearer <token>")
+        })?;
+    Ok(token)
+}
+
+/// A tenant, authenticated.
+#[derive(Clone, Copy, Debug)]
+pub struct TenantAuth(pub TenantId);
+
+impl FromRequestParts<AppState> for TenantAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let tenant = parts
+            .headers
+            .get("x-tenant-id")
+            .ok_or_else(|| ApiError::unauthorized("missing X-Tenant-ID"))?
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<TenantId>().ok())
+            .ok_or_else(|| ApiError::unauthorized("malformed X-Tenant-ID; want a UUID"))?;
+        if state.store().tenant_token_matches(tenant, token).await? {
+            Ok(TenantAuth(tenant))
+        } else {
+            Err(ApiError::unauthorized("wrong tenant or token"))
+        }
+    }
+}
+
+/// An agent, authenticated.
+#[derive(Clone, Copy, Debug)]
+pub struct AgentAuth(pub AgentPrincipal);
+
+impl AgentAuth {
+    /// The agent's id.
+    pub fn agent_id(&self) -> AgentId {
+        self.0.agent_id
+    }
+}
+
+impl FromRequestParts<AppState> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let principal = state
+            .store()
+            .authenticate_agent(token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked agent token"))?;
+        state.admit_agent(principal.agent_id)?;
+        Ok(AgentAuth(principal))
+    }
+}
+
+/// The admin.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminAuth;
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = state.config().admin_token.as_deref() else {
+            return Err(ApiError::unauthorized(
+                "no adminToken is configured; create tenants with `backup-server tenant create`",
+            ));
+        };
+        let token = bearer(parts)?;
+        if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(AdminAuth)
+        } else {
+            Err(ApiError::unauthorized("wrong admin token"))
+        }
+    }
+}

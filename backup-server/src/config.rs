@@ -1,0 +1,356 @@
+//! Configuration: a YAML file (`--config`), then `BACKUP_SERVER_*` environment variables, then
+//! defaults. Nested keys use `__` in the environment (`BACKUP_SERVER_SCHEDULER__TICK_SECONDS`).
+//!
+//! Errors name the key, the bad value and where it came from, so an operator fixes the right
+//! line the first time.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Everything `backup-server serve` needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// `sqlite://path.db` (created if missing) or `postgres://...`.
+    pub database: String,
+    /// Token for `POST /tenants`; without one, tenants are made with the CLI only.
+    pub admin_token: Option<String>,
+    /// The scheduler and lease settings.
+    pub scheduler: SchedulerConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database: "sqlite://backup-server.db".into(),
+            admin_token: None,
+            scheduler: SchedulerConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// `scheduler.*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Seconds between scheduler ticks.
+    pub tick_seconds: u32,
+    /// Queue depth above which an agent is saturated and gets no new tasks.
+    pub agent_queue_threshold: u32,
+    /// Skip policies whose repository (or agent) is in backoff.
+    pub respect_agent_backoff: bool,
+    /// How long a claim or heartbeat keeps a task leased.
+    pub lease_seconds: u32,
+    /// Silence after which an agent counts as offline.
+    pub offline_after_seconds: u32,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            tick_seconds: 10,
+            agent_queue_threshold: 10,
+            respect_agent_backoff: true,
+            lease_seconds: 900,
+            offline_after_seconds: 180,
+        }
+    }
+}
+
+/// `limits.*`: protection against floods and slow clients (beyond DESIGN §3a; documented in
+/// the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Seconds a request may take before it is answered 408.
+    pub request_timeout_seconds: u32,
+    /// Requests per second one agent token may make (bursts of twice that); 0 disables.
+    pub agent_requests_per_second: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_seconds: 30,
+            agent_requests_per_second: 20,
+        }
+    }
+}
+
+/// A configuration problem, for a person.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// How an environment value is typed.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Number,
+    Flag,
+}
+
+/// Every key, as a path of YAML names, with its type.
+const KEYS: &[(&[&str], Kind)] = &[
+    (&["listen"], Kind::Text),
+    (&["database"], Kind::Text),
+    (&["adminToken"], Kind::Text),
+    (&["scheduler", "tickSeconds"], Kind::Number),
+    (&["scheduler", "agentQueueThreshold"], Kind::Number),
+    (&["scheduler", "respectAgentBackoff"], Kind::Flag),
+    (&["scheduler", "leaseSeconds"], Kind::Number),
+    (&["scheduler", "offlineAfterSeconds"], Kind::Number),
+    (&["limits", "requestTimeoutSeconds"], Kind::Number),
+    (&["limits", "agentRequestsPerSecond"], Kind::Number),
+];
+
+/// `tickSeconds` -> `TICK_SECONDS`.
+fn upper_snake(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// The environment variable of a key path: `BACKUP_SERVER_` + segments joined by `__`.
+pub fn env_name(path: &[&str]) -> String {
+    let segments: Vec<String> = path.iter().map(|s| upper_snake(s)).collect();
+    format!("BACKUP_SERVER_{}", segments.join("__"))
+}
+
+impl ServerConfig {
+    /// Loads `file` (if any), applies the environment, fills defaults, validates.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key, the value and its source.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// As [`ServerConfig::load`], with the environment given as a function (for tests).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key, the value and its source.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let (mut value, source) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?;
+                let value: Value = serde_norway::from_str(&text)
+                    .map_err(|e| ConfigError(format!("{}: not valid YAML: {e}", path.display())))?;
+                let value = if value.is_null() {
+                    Value::Object(Map::new())
+                } else {
+                    value
+                };
+                (value, format!("file {}", path.display()))
+            }
+            None => (Value::Object(Map::new()), "defaults".to_owned()),
+        };
+        let mut from_env = Vec::new();
+        for (path, kind) in KEYS {
+            let name = env_name(path);
+            let Some(raw) = env(&name) else { continue };
+            let parsed =
+                match kind {
+                    Kind::Text => Value::String(raw.clone()),
+                    Kind::Number => raw.trim().parse::<u64>().map(Value::from).map_err(|_| {
+                        ConfigError(format!("{name}={raw:?}: expected a whole number"))
+                    })?,
+                    Kind::Flag => match raw.trim().to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => Value::Bool(true),
+                        "false" | "0" | "no" => Value::Bool(false),
+                        _ => {
+                            return Err(ConfigError(format!(
+                                "{name}={raw:?}: expected true or false"
+                            )));
+                        }
+                    },
+                };
+            set_path(&mut value, path, parsed)
+                .map_err(|what| ConfigError(format!("{name}: {what} in {source}")))?;
+            from_env.push(path.join("."));
+        }
+        let config: ServerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            let origin = if from_env.contains(&key) {
+                "the environment"
+            } else {
+                source.as_str()
+            };
+            ConfigError(format!("{key}: {} (from {origin})", e.inner()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.scheduler;
+        for (key, value, min) in [
+            ("scheduler.tickSeconds", s.tick_seconds, 1),
+            ("scheduler.leaseSeconds", s.lease_seconds, 1),
+            ("scheduler.offlineAfterSeconds", s.offline_after_seconds, 1),
+            (
+                "limits.requestTimeoutSeconds",
+                self.limits.request_timeout_seconds,
+                1,
+            ),
+        ] {
+            if value < min {
+                return Err(ConfigError(format!(
+                    "{key}: {value} is too small; at least {min}"
+                )));
+            }
+        }
+        if !(self.database.starts_with("sqlite:")
+            || self.database.starts_with("postgres://")
+            || self.database.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(format!(
+                "database: {:?} is not a sqlite:// or postgres:// URL",
+                self.database
+            )));
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError(
+                "adminToken: too short; use at least 16 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn set_path(value: &mut Value, path: &[&str], leaf: Value) -> Result<(), &'static str> {
+    let mut node = value;
+    for (i, key) in path.iter().enumerate() {
+        let Value::Object(map) = node else {
+            return Err("a parent key is not a mapping");
+        };
+        if i + 1 == path.len() {
+            map.insert((*key).to_owned(), leaf);
+            return Ok(());
+        }
+        node = map
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = ServerConfig::load_from(None, env(&[])).expect("defaults");
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.database, "sqlite://backup-server.db");
+        assert_eq!(c.admin_token, None);
+        assert_eq!(
+            c.scheduler,
+            SchedulerConfig {
+                tick_seconds: 10,
+                agent_queue_threshold: 10,
+                respect_agent_backoff: true,
+                lease_seconds: 900,
+                offline_after_seconds: 180
+            }
+        );
+    }
+
+    #[test]
+    fn environment_names_follow_the_design() {
+        assert_eq!(
+            env_name(&["scheduler", "tickSeconds"]),
+            "BACKUP_SERVER_SCHEDULER__TICK_SECONDS"
+        );
+        assert_eq!(env_name(&["adminToken"]), "BACKUP_SERVER_ADMIN_TOKEN");
+        assert_eq!(
+            env_name(&["scheduler", "respectAgentBackoff"]),
+            "BACKUP_SERVER_SCHEDULER__RESPECT_AGENT_BACKOFF"
+        );
+    }
+
+    #[test]
+    fn file_then_environment_then_defaults() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("server.yaml");
+        std::fs::write(
+            &path,
+            "listen: 0.0.0.0:9000\nscheduler:\n  agentQueueThreshold: 3\n  tickSeconds: 5\n",
+        )
+        .expect("write");
+        let c = ServerConfig::load_from(
+            Some(&path),
+            env(&[
+                ("BACKUP_SERVER_SCHEDULER__TICK_SECONDS", "2"),
+                ("BACKUP_SERVER_SCHEDULER__RESPECT_AGENT_BACKOFF", "false"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.listen, "0.0.0.0:9000", "from the file");
+        assert_eq!(
+            c.scheduler.tick_seconds, 2,
+            "the environment wins over the file"
+        );
+        assert_eq!(c.scheduler.agent_queue_threshold, 3);
+        assert!(!c.scheduler.respect_agent_backoff);
+        assert_eq!(c.scheduler.lease_seconds, 900, "default");
+    }
+
+    #[test]
+    fn errors_name_key_value_and_source() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("server.yaml");
+        std::fs::write(&path, "scheduler:\n  tickSecond: 5\n").expect("write");
+        let e = ServerConfig::load_from(Some(&path), env(&[]))
+            .expect_err("typo")
+            .to_string();
+        assert!(e.contains("tickSecond") && e.contains("server.yaml"), "{e}");
+        let e = ServerConfig::load_from(
+            None,
+            env(&[("BACKUP_SERVER_SCHEDULER__LEASE_SECONDS", "soon")]),
+        )
+        .expect_err("not a number")
+        .to_string();
+        assert!(
+            e.contains("BACKUP_SERVER_SCHEDULER__LEASE_SECONDS") && e.contains("soon"),
+            "{e}"
+        );
+        let e =
+            ServerConfig::load_from(None, env(&[("BACKUP_SERVER_SCHEDULER__TICK_SECONDS", "0")]))
+                .expect_err("zero")
+                .to_string();
+        assert!(e.contains("scheduler.tickSeconds"), "{e}");
+        let e = ServerConfig::load_from(None, env(&[("BACKUP_SERVER_DATABASE", "mysql://x")]))
+            .expect_err("bad url")
+            .to_string();
+        assert!(e.contains("database"), "{e}");
+    }
+}

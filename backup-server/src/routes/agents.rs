@@ -1,0 +1,198 @@
+//! Agents: tenant management routes, and the agent's own heartbeat and claim.
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use backup_core::{
+    AgentCreated, AgentId, AgentView, ClaimAnswer, ClaimRequest, CreateAgent, ErrorBody, Heartbeat,
+    HeartbeatAnswer, Page, Settings, SettingsPatch, TokenIssued,
+};
+
+use super::{Paging, check_name, created};
+use crate::{
+    ApiError, AppState,
+    auth::{AgentAuth, TenantAuth},
+    extract::{AgentJson, ApiPath, ApiQuery, TenantJson},
+};
+
+/// Most task ids one heartbeat may list.
+const MAX_HELD_TASKS: usize = 10_000;
+
+/// Creates an agent with the default settings; its token is shown once.
+#[utoipa::path(post, path = "/agents", tag = "agents", request_body = CreateAgent,
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 201, description = "Created; the token is shown once", body = AgentCreated),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "Invalid or unknown field", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn create_agent(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    TenantJson(body): TenantJson<CreateAgent>,
+) -> Result<Response, ApiError> {
+    check_name("name", &body.name)?;
+    check_name("hostname", &body.hostname)?;
+    Ok(created(state.store().create_agent(tenant, &body).await?))
+}
+
+/// The tenant's agents, newest first.
+#[utoipa::path(get, path = "/agents", tag = "agents", params(Paging),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 200, description = "A page of agents", body = Page<AgentView>),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 422, description = "Bad limit or cursor", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn list_agents(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiQuery(q): ApiQuery<Paging>,
+) -> Result<Json<Page<AgentView>>, ApiError> {
+    let page = Paging::request(q.limit, q.cursor)?;
+    Ok(Json(state.store().list_agents(tenant, &page).await?))
+}
+
+/// One agent with its load, backoff and derived status.
+#[utoipa::path(get, path = "/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id")),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 404, description = "No such agent for this tenant", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn get_agent(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiPath(id): ApiPath<AgentId>,
+) -> Result<Json<AgentView>, ApiError> {
+    Ok(Json(state.store().get_agent(tenant, id).await?))
+}
+
+/// Deletes an agent: revokes its token, cancels its open tasks, disables its policies.
+#[utoipa::path(delete, path = "/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id")),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 404, description = "No such agent for this tenant", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn delete_agent(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiPath(id): ApiPath<AgentId>,
+) -> Result<StatusCode, ApiError> {
+    state.store().delete_agent(tenant, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Merges a partial settings update; the agent applies it at its next heartbeat.
+#[utoipa::path(patch, path = "/agents/{id}/settings", tag = "agents", request_body = SettingsPatch,
+    params(("id" = String, Path, description = "Agent id")),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 200, description = "The full settings after the merge", body = Settings),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 404, description = "No such agent for this tenant", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "Out of range, cross-field rule or unknown field", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn patch_settings(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiPath(id): ApiPath<AgentId>,
+    TenantJson(patch): TenantJson<SettingsPatch>,
+) -> Result<Json<Settings>, ApiError> {
+    Ok(Json(
+        state.store().patch_settings(tenant, id, &patch).await?,
+    ))
+}
+
+/// Rotates an agent's token; the old one stops working at once.
+#[utoipa::path(post, path = "/agents/{id}/token", tag = "agents", params(("id" = String, Path, description = "Agent id")),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 200, description = "The new token", body = TokenIssued),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 404, description = "No such agent for this tenant", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn rotate_agent_token(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiPath(id): ApiPath<AgentId>,
+) -> Result<Json<TokenIssued>, ApiError> {
+    let token = state.store().rotate_agent_token(tenant, id).await?;
+    Ok(Json(TokenIssued { token }))
+}
+
+/// The agent reports its load and backoff; the answer carries its settings and the cancelled
+/// tasks to stop.
+#[utoipa::path(post, path = "/agents/{id}/heartbeat", tag = "agent protocol", request_body = Heartbeat,
+    params(("id" = String, Path, description = "The calling agent's own id")),
+    security(("agent" = [])),
+    responses(
+        (status = 200, description = "Settings, server time, tasks to cancel", body = HeartbeatAnswer),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody),
+        (status = 404, description = "Not the calling agent", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "A field of the wrong type or too many task ids", body = ErrorBody),
+        (status = 429, description = "Too many requests from this agent", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn heartbeat(
+    State(state): State<AppState>,
+    agent: AgentAuth,
+    ApiPath(id): ApiPath<AgentId>,
+    AgentJson(body): AgentJson<Heartbeat>,
+) -> Result<Json<HeartbeatAnswer>, ApiError> {
+    if id != agent.agent_id() {
+        return Err(ApiError::not_found("agent"));
+    }
+    if body.running_task_ids.len() + body.queued_task_ids.len() > MAX_HELD_TASKS {
+        return Err(ApiError::invalid(
+            "runningTaskIds",
+            format!("at most {MAX_HELD_TASKS} task ids in one heartbeat"),
+        ));
+    }
+    Ok(Json(state.store().heartbeat(id, &body).await?))
+}
+
+/// Hands the agent its due tasks, up to its free slots.
+#[utoipa::path(post, path = "/agents/{id}/tasks/claim", tag = "agent protocol", request_body = ClaimRequest,
+    params(("id" = String, Path, description = "The calling agent's own id")),
+    security(("agent" = [])),
+    responses(
+        (status = 200, description = "The claimed tasks, leased", body = ClaimAnswer),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody),
+        (status = 404, description = "Not the calling agent", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "limit outside 1-500", body = ErrorBody),
+        (status = 429, description = "Too many requests from this agent", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn claim(
+    State(state): State<AppState>,
+    agent: AgentAuth,
+    ApiPath(id): ApiPath<AgentId>,
+    AgentJson(body): AgentJson<ClaimRequest>,
+) -> Result<Json<ClaimAnswer>, ApiError> {
+    if id != agent.agent_id() {
+        return Err(ApiError::not_found("agent"));
+    }
+    if !(1..=500).contains(&body.limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit: {} is not allowed; expected 1-500", body.limit),
+        ));
+    }
+    Ok(Json(state.store().claim(id, &body).await?))
+}

@@ -1,0 +1,180 @@
+//! The router: every route of DESIGN §3, the operational endpoints, and the layers around them
+//! (body limit, timeout, request ids, tracing without secrets, metrics, JSON 404 / 405).
+
+mod agents;
+mod ops;
+mod policies;
+mod runs;
+mod tasks;
+mod tenants;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, patch, post},
+};
+use backup_core::{ErrorCode, MAX_NAME_CHARS};
+use serde::Deserialize;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    ApiError, AppState, MAX_BODY_BYTES,
+    metrics::{RequestLabels, RouteLabels},
+};
+
+pub(crate) use agents::*;
+pub(crate) use ops::*;
+pub(crate) use policies::*;
+pub(crate) use runs::*;
+pub(crate) use tasks::*;
+pub(crate) use tenants::*;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole API as an axum `Router`, ready for `axum::serve` or `tower::ServiceExt::oneshot`.
+pub fn app(state: AppState) -> Router {
+    let timeout = Duration::from_secs(u64::from(state.config().limits.request_timeout_seconds));
+    Router::new()
+        .route("/tenants", post(create_tenant))
+        .route("/token/rotate", post(rotate_tenant_token))
+        .route("/agents", post(create_agent).get(list_agents))
+        .route("/agents/{id}", get(get_agent).delete(delete_agent))
+        .route("/agents/{id}/settings", patch(patch_settings))
+        .route("/agents/{id}/token", post(rotate_agent_token))
+        .route("/agents/{id}/heartbeat", post(heartbeat))
+        .route("/agents/{id}/tasks/claim", post(claim))
+        .route("/tasks", get(list_tasks))
+        .route("/tasks/{id}", get(get_task))
+        .route("/tasks/{id}/start", post(start_task))
+        .route("/tasks/{id}/result", post(report_result))
+        .route("/tasks/{id}/cancel", post(cancel_task))
+        .route("/policies", post(create_policy).get(list_policies))
+        .route("/policies/{id}", get(get_policy).patch(update_policy).delete(delete_policy))
+        .route("/policies/{id}/run", post(run_policy))
+        .route("/backup-runs", get(list_backup_runs))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // Method, path and request id only: headers (tokens) never reach the logs.
+                let id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}
+
+async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let metrics = state.metrics();
+    metrics
+        .request_duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// `limit` and `cursor` of every list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Paging {
+    /// Items per page, 1-500 (default 100).
+    limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+impl Paging {
+    fn request(
+        limit: Option<i64>,
+        cursor: Option<String>,
+    ) -> Result<backup_store::PageRequest, ApiError> {
+        let limit = match limit {
+            None => None,
+            Some(n) if (1..=i64::from(backup_store::MAX_PAGE_SIZE)).contains(&n) => Some(n as u32),
+            Some(n) => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    format!(
+                        "limit: {n} is not allowed; expected 1-{}",
+                        backup_store::MAX_PAGE_SIZE
+                    ),
+                ));
+            }
+        };
+        if cursor.as_ref().is_some_and(|c| c.len() > 200) {
+            return Err(ApiError::invalid(
+                "cursor",
+                "cursor: not a nextCursor of this API",
+            ));
+        }
+        Ok(backup_store::PageRequest { limit, cursor })
+    }
+}
+
+/// 201 with a JSON body.
+pub(crate) fn created<T: serde::Serialize>(body: T) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// Names are checked here too so that a huge one is refused before it reaches the store.
+pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if value.trim().is_empty() || chars > MAX_NAME_CHARS {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field}: {chars} characters is not allowed; expected 1-{MAX_NAME_CHARS}"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Policies: create, list, view, update, delete, run now.
+
+use axum::{Json, extract::State, http::StatusCode, response::Response};
+use backup_core::{
+    AgentId, ErrorBody, Page, PolicyId, PolicyPatch, PolicySpec, PolicyView, TaskView,
+};
+use serde::Deserialize;
+
+use super::{Paging, created};
+use crate::{
+    ApiError, AppState,
+    auth::TenantAuth,
+    extract::{ApiPath, ApiQuery, TenantJson},
+};
+
+/// Creates a policy.
+#[utoipa::path(post, path = "/policies", tag = "policies", request_body = PolicySpec,
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 201, description = "Created", body = PolicyView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "Invalid or unknown field (agentId of another tenant included)", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn create_policy(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    TenantJson(spec): TenantJson<PolicySpec>,
+) -> Result<Response, ApiError> {
+    Ok(created(state.store().create_policy(tenant, &spec).await?))
+}
+
+/// Filters of `GET /policies`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PolicyQuery {
+    /// Only this agent's policies.
+    #[param(value_type = Option<String>)]
+    agent_id: Option<AgentId>,
+    /// Items per page, 1-500 (default 100).
+    limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The tenant's policies, newest first.
+#[utoipa::path(get, path = "/policies", tag = "policies", params(PolicyQuery),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 200, description = "A page of policies", body = Page<PolicyView>),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 422, description = "A bad filter, limit or cursor", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn list_policies(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiQuery(q): ApiQuery<PolicyQuery>,
+) -> Result<Json<Page<PolicyView>>, ApiError> {
+    let page = Paging::request(q.limit, q.cursor)?;
+    let filter = backup_store::PolicyFilter {
+        agent_id: q.agent_id,
+    };
+    Ok(Json(
+        state.store().list_policies(tenant, &filter, &page).await?,
+    ))
+}
+
+/// One policy.
+#[utoipa::path(get, path = "/policies/{id}", tag = "policies", params(("id" = String, Path, description = "Policy id")),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 200, description = "The policy", body = PolicyView),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 404, description = "No such policy for this tenant", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn get_policy(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiPath(id): ApiPath<PolicyId>,
+) -> Result<Json<PolicyView>, ApiError> {
+    Ok(Json(state.store().get_policy(tenant, id).await?))
+}
+
+/// Partial update; `schedule` and `retention` are replaced whole.
+#[utoipa::path(patch, path = "/policies/{id}", tag = "policies", request_body = PolicyPatch,
+    params(("id" = String, Path, description = "Policy id")),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 200, description = "The updated policy", body = PolicyView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 404, description = "No such policy for this tenant", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "Invalid or unknown field", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn update_policy(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiPath(id): ApiPath<PolicyId>,
+    TenantJson(patch): TenantJson<PolicyPatch>,
+) -> Result<Json<PolicyView>, ApiError> {
+    Ok(Json(state.store().update_policy(tenant, id, &patch).await?))
+}
+
+/// Deletes a policy; its pending task is cancelled, claimed and running ones finish.
+#[utoipa::path(delete, path = "/policies/{id}", tag = "policies", params(("id" = String, Path, description = "Policy id")),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 404, description = "No such policy for this tenant", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn delete_policy(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiPath(id): ApiPath<PolicyId>,
+) -> Result<StatusCode, ApiError> {
+    state.store().delete_policy(tenant, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Creates a task for slot "now", whatever the policy's or agent's state.
+#[utoipa::path(post, path = "/policies/{id}/run", tag = "policies", params(("id" = String, Path, description = "Policy id")),
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 201, description = "The new task", body = TaskView),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 404, description = "No such policy for this tenant", body = ErrorBody),
+        (status = 409, description = "The policy has an open task", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn run_policy(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+    ApiPath(id): ApiPath<PolicyId>,
+) -> Result<Response, ApiError> {
+    let task: TaskView = state.store().run_policy_now(tenant, id).await?;
+    Ok(created(task))
+}

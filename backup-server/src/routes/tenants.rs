@@ -1,0 +1,47 @@
+//! `POST /tenants` (admin) and `POST /token/rotate` (tenant).
+
+use axum::{Json, extract::State, response::Response};
+use backup_core::{CreateTenant, ErrorBody, TenantCreated, TokenIssued};
+
+use super::{check_name, created};
+use crate::{
+    ApiError, AppState,
+    auth::{AdminAuth, TenantAuth},
+    extract::TenantJson,
+};
+
+/// Creates a tenant; its token is shown once.
+#[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = CreateTenant,
+    security(("admin" = [])),
+    responses(
+        (status = 201, description = "Created; the token is shown once", body = TenantCreated),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token, or none configured", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "Invalid or unknown field", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn create_tenant(
+    State(state): State<AppState>,
+    _admin: AdminAuth,
+    TenantJson(body): TenantJson<CreateTenant>,
+) -> Result<Response, ApiError> {
+    check_name("name", &body.name)?;
+    Ok(created(state.store().create_tenant(&body.name).await?))
+}
+
+/// Rotates the calling tenant's token; the old one stops working at once.
+#[utoipa::path(post, path = "/token/rotate", tag = "tenants",
+    security(("tenant" = [], "tenantId" = [])),
+    responses(
+        (status = 200, description = "The new token", body = TokenIssued),
+        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn rotate_tenant_token(
+    State(state): State<AppState>,
+    TenantAuth(tenant): TenantAuth,
+) -> Result<Json<TokenIssued>, ApiError> {
+    let token = state.store().rotate_tenant_token(tenant).await?;
+    Ok(Json(TokenIssued { token }))
+}

@@ -1,0 +1,10 @@
+//! backup-server's suite: every route through `app()` in-process, the scheduler with a manual
+//! clock, two replicas on one PostgreSQL, and a real socket.
+
+mod harness;
+
+mod openapi;
+mod replicas;
+mod routes;
+mod scheduler;
+mod socket;

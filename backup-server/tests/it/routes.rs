@@ -1,0 +1,719 @@
+//! Every route through `app()`: success, bad input, auth, other tenants and other agents.
+
+use axum::http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::harness::{Auth, backup_policy, server_test, start};
+
+server_test!(tenants_and_token_rotation, |h| async move {
+    let t = h.tenant("acme").await;
+    assert!(t.token.len() >= 32);
+    let none = h.post("/tenants", &Auth::None, json!({"name": "x"})).await;
+    assert_eq!(
+        (none.status, none.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let wrong = h
+        .post(
+            "/tenants",
+            &Auth::Agent("wrong".into()),
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let unknown = h
+        .post(
+            "/tenants",
+            &Auth::Admin,
+            json!({"name": "x", "plan": "gold"}),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "plan")
+    );
+    let blank = h.post("/tenants", &Auth::Admin, json!({"name": " "})).await;
+    assert_eq!(
+        (blank.status, blank.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "name")
+    );
+
+    let rotated = h.post("/token/rotate", &Auth::tenant(&t), json!({})).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let new_token = rotated.body["token"].as_str().expect("token").to_owned();
+    let old = h.get("/agents", &Auth::tenant(&t)).await;
+    assert_eq!(
+        old.status,
+        StatusCode::UNAUTHORIZED,
+        "the old token stops working"
+    );
+    let new = h
+        .get(
+            "/agents",
+            &Auth::Tenant {
+                id: t.id.to_string(),
+                token: new_token,
+            },
+        )
+        .await;
+    assert_eq!(new.status, StatusCode::OK);
+});
+
+server_test!(tenant_auth_failures_are_401, |h| async move {
+    let t = h.tenant("acme").await;
+    let other = h.tenant("other").await;
+    let cases = [
+        Auth::None,
+        Auth::Raw(vec![("authorization", format!("Bearer {}", t.token))]),
+        Auth::Raw(vec![("x-tenant-id", t.id.to_string())]),
+        Auth::Raw(vec![
+            ("authorization", format!("Bearer {}", t.token)),
+            ("x-tenant-id", "not-a-uuid".into()),
+        ]),
+        Auth::Raw(vec![
+            ("authorization", "Basic abc".into()),
+            ("x-tenant-id", t.id.to_string()),
+        ]),
+        Auth::Raw(vec![
+            ("authorization", "Bearer ".into()),
+            ("x-tenant-id", t.id.to_string()),
+        ]),
+        Auth::Tenant {
+            id: other.id.to_string(),
+            token: t.token.clone(),
+        },
+        Auth::Tenant {
+            id: t.id.to_string(),
+            token: "rft_t_0000".into(),
+        },
+    ];
+    for auth in cases {
+        let a = h.get("/agents", &auth).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{auth:?}"
+        );
+    }
+    let (_, agent_token) = h.agent(&t, "db-1").await;
+    let a = h.get("/agents", &Auth::Agent(agent_token)).await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "an agent token is not a tenant token"
+    );
+});
+
+server_test!(agent_management, |h| async move {
+    let t = h.tenant("acme").await;
+    let auth = Auth::tenant(&t);
+    let (id, _token) = h.agent(&t, "db-1").await;
+    let view = h.get(&format!("/agents/{id}"), &auth).await;
+    assert_eq!(view.status, StatusCode::OK);
+    for field in [
+        "runningTasks",
+        "queueDepth",
+        "backoffUntil",
+        "pendingRetries",
+        "saturated",
+        "status",
+        "settingsSource",
+    ] {
+        assert!(view.body.get(field).is_some(), "agent view has {field}");
+    }
+    assert_eq!(view.body["status"], "offline");
+    let list = h.get("/agents?limit=1", &auth).await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1));
+    for bad in [
+        "/agents?limit=0",
+        "/agents?limit=501",
+        "/agents?limit=x",
+        "/agents?cursor=zz",
+    ] {
+        let a = h.get(bad, &auth).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {a:?}");
+    }
+    let missing = h.post("/agents", &auth, json!({"name": "x"})).await;
+    assert_eq!(
+        (missing.status, missing.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "hostname")
+    );
+    let wrong_type = h
+        .post("/agents", &auth, json!({"name": 5, "hostname": "h"}))
+        .await;
+    assert_eq!(
+        (wrong_type.status, wrong_type.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "name")
+    );
+
+    let settings = h
+        .call(
+            Method::PATCH,
+            &format!("/agents/{id}/settings"),
+            &auth,
+            Some(json!({"maxConcurrentTasks": 4, "bandwidthLimitMbps": 20})),
+        )
+        .await;
+    assert_eq!(settings.status, StatusCode::OK, "{settings:?}");
+    assert_eq!(settings.body["maxConcurrentTasks"], 4);
+    assert_eq!(
+        settings.body["cpuQuotaPercent"], 50,
+        "the full settings come back"
+    );
+    for (body, field) in [
+        (json!({"maxConcurrentTasks": 0}), "maxConcurrentTasks"),
+        (json!({"maxConcurrentTasks": 65}), "maxConcurrentTasks"),
+        (json!({"maxConcurrentBackups": 5}), "maxConcurrentBackups"),
+        (json!({"cpuQuotaPercent": -1}), "cpuQuotaPercent"),
+        (json!({"bandwidthLimitMbps": 0}), "bandwidthLimitMbps"),
+        (json!({"maxRetries": 101}), "maxRetries"),
+        (json!({"backoffBaseSeconds": 3601}), "backoffBaseSeconds"),
+        (json!({"maxBackoffMinutes": "10"}), "maxBackoffMinutes"),
+        (json!({"maxConcurrency": 3}), "maxConcurrency"),
+    ] {
+        let a = h
+            .call(
+                Method::PATCH,
+                &format!("/agents/{id}/settings"),
+                &auth,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{body}: {a:?}"
+        );
+        let message = a.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty());
+    }
+    let a = h.get(&format!("/agents/{id}"), &auth).await;
+    assert_eq!(a.body["settingsSource"], "api");
+    assert_eq!(a.body["settings"]["bandwidthLimitMbps"], 20);
+
+    let rotated = h
+        .post(&format!("/agents/{id}/token"), &auth, json!({}))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let deleted = h
+        .call(Method::DELETE, &format!("/agents/{id}"), &auth, None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = h.get(&format!("/agents/{id}"), &auth).await;
+    assert_eq!(
+        (gone.status, gone.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let token = rotated.body["token"].as_str().expect("token").to_owned();
+    let revoked = h
+        .heartbeat(
+            &(id.clone(), token),
+            json!({"runningTasks": 0, "queueDepth": 0}),
+        )
+        .await;
+    assert_eq!(
+        revoked.status,
+        StatusCode::UNAUTHORIZED,
+        "deleting revokes the token"
+    );
+});
+
+server_test!(bad_bodies_are_400_413_422_never_500, |h| async move {
+    let t = h.tenant("acme").await;
+    let auth = Auth::tenant(&t);
+    for body in [
+        &b"{"[..],
+        b"not json",
+        b"",
+        b"{\"name\": \"a\", \"hostname\": \"b\"} trailing",
+        b"\xff\xfe",
+    ] {
+        let a = h.raw(Method::POST, "/agents", &auth, body.to_vec()).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::BAD_REQUEST, "malformed_json"),
+            "{body:?}"
+        );
+    }
+    let array = h.post("/agents", &auth, json!([1, 2])).await;
+    assert_eq!(array.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut huge = br#"{"name": ""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 1024 * 1024 + 10));
+    huge.extend(br#"", "hostname": "h"}"#);
+    let a = h.raw(Method::POST, "/agents", &auth, huge).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    let long_name = h
+        .post(
+            "/agents",
+            &auth,
+            json!({"name": "x".repeat(300), "hostname": "h"}),
+        )
+        .await;
+    assert_eq!(
+        (long_name.status, long_name.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "name")
+    );
+    let nowhere = h.get("/no/such/route", &auth).await;
+    assert_eq!(
+        (nowhere.status, nowhere.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let wrong_method = h.call(Method::PUT, "/agents", &auth, None).await;
+    assert_eq!(
+        (wrong_method.status, wrong_method.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    let bad_id = h.get("/agents/12345", &auth).await;
+    assert_eq!(bad_id.status, StatusCode::NOT_FOUND);
+    assert!(
+        h.get("/healthz", &Auth::None)
+            .await
+            .headers
+            .contains_key("x-request-id")
+    );
+});
+
+server_test!(policies_and_run_now, |h| async move {
+    let t = h.tenant("acme").await;
+    let auth = Auth::tenant(&t);
+    let (agent, _) = h.agent(&t, "db-1").await;
+    let p = h.policy(&t, backup_policy(&agent)).await;
+    let id = p["id"].as_str().expect("id").to_owned();
+    assert_eq!(p["nextDueAt"], json!(start()));
+    assert_eq!(h.get(&format!("/policies/{id}"), &auth).await.body, p);
+    let list = h.get(&format!("/policies?agentId={agent}"), &auth).await;
+    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        h.get("/policies?agentId=nope", &auth).await.field(),
+        "agentId"
+    );
+
+    for (body, field) in [
+        (
+            json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "repository": "main"}),
+            "paths",
+        ),
+        (
+            json!({"name": "x", "agentId": agent, "kind": "prune", "schedule": {"every": "1h"}, "repository": "main"}),
+            "retention",
+        ),
+        (
+            json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"cron": "* *"}, "paths": ["/"], "repository": "main"}),
+            "schedule.cron",
+        ),
+        (
+            json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "paths": ["/"], "repository": "main", "bogus": 1}),
+            "bogus",
+        ),
+        (
+            json!({"name": "x", "agentId": agent, "kind": "archive", "schedule": {"every": "1h"}, "paths": ["/"], "repository": "main"}),
+            "kind",
+        ),
+        (
+            json!({"name": "x", "agentId": uuid::Uuid::new_v4(), "kind": "backup", "schedule": {"every": "1h"}, "paths": ["/"], "repository": "main"}),
+            "agentId",
+        ),
+        (
+            json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "paths": ["/"], "repository": "../etc"}),
+            "repository",
+        ),
+        (
+            json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "paths": ["/"], "repository": "main", "maxTaskRetries": 101}),
+            "maxTaskRetries",
+        ),
+    ] {
+        let a = h.post("/policies", &auth, body.clone()).await;
+        assert_eq!(
+            (a.status, a.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{body}: {a:?}"
+        );
+    }
+    let too_many: Vec<String> = (0..300).map(|i| format!("/p{i}")).collect();
+    let mut body = backup_policy(&agent);
+    body["paths"] = json!(too_many);
+    assert_eq!(h.post("/policies", &auth, body).await.field(), "paths");
+
+    let patched = h
+        .call(
+            Method::PATCH,
+            &format!("/policies/{id}"),
+            &auth,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (
+            patched.status,
+            patched.body["enabled"].clone(),
+            patched.body["nextDueAt"].clone()
+        ),
+        (StatusCode::OK, json!(false), Value::Null)
+    );
+    let bad_patch = h
+        .call(
+            Method::PATCH,
+            &format!("/policies/{id}"),
+            &auth,
+            Some(json!({"paths": []})),
+        )
+        .await;
+    assert_eq!(
+        (bad_patch.status, bad_patch.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "paths")
+    );
+
+    let run = h
+        .post(&format!("/policies/{id}/run"), &auth, json!({}))
+        .await;
+    assert_eq!(
+        run.status,
+        StatusCode::CREATED,
+        "run now works while disabled: {run:?}"
+    );
+    for field in [
+        "attempt",
+        "retryCount",
+        "maxRetries",
+        "nextRetryAt",
+        "failedPermanently",
+        "permanentReason",
+        "lastError",
+        "slot",
+        "leaseExpiresAt",
+    ] {
+        assert!(run.body.get(field).is_some(), "task view has {field}");
+    }
+    let again = h
+        .post(&format!("/policies/{id}/run"), &auth, json!({}))
+        .await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let deleted = h
+        .call(Method::DELETE, &format!("/policies/{id}"), &auth, None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let task = h
+        .get(
+            &format!("/tasks/{}", run.body["id"].as_str().expect("task id")),
+            &auth,
+        )
+        .await;
+    assert_eq!(
+        task.body["status"], "cancelled",
+        "deleting the policy cancels its pending task"
+    );
+});
+
+server_test!(the_agent_protocol_end_to_end, |h| async move {
+    let t = h.tenant("acme").await;
+    let auth = Auth::tenant(&t);
+    let agent = h.agent(&t, "db-1").await;
+    let answer = h.heartbeat(&agent, json!({"runningTasks": 0, "queueDepth": 0, "proposedSettings": {"maxConcurrentTasks": 2}, "futureField": true})).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "unknown fields are fine on agent routes: {answer:?}"
+    );
+    assert_eq!(
+        answer.body["settings"]["maxConcurrentTasks"], 2,
+        "proposal adopted"
+    );
+    assert_eq!(answer.body["serverTime"], json!(start()));
+    let p = h.policy(&t, backup_policy(&agent.0)).await;
+    h.tick().await;
+    let tasks = h.claim(&agent, 5).await;
+    assert_eq!(tasks.len(), 1);
+    let task = tasks[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(tasks[0]["policyId"], p["id"]);
+    assert_eq!(tasks[0]["attempt"], 1);
+    let me = Auth::Agent(agent.1.clone());
+    let started = h
+        .post(&format!("/tasks/{task}/start"), &me, json!({"attempt": 1}))
+        .await;
+    assert_eq!(
+        (started.status, started.body["status"].clone()),
+        (StatusCode::OK, json!("running"))
+    );
+    let wrong_attempt = h
+        .post(&format!("/tasks/{task}/start"), &me, json!({"attempt": 3}))
+        .await;
+    assert_eq!(
+        (wrong_attempt.status, wrong_attempt.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let report = json!({"attempt": 1, "outcome": "failed", "errorKind": "retriable", "error": "locked", "exitCode": 1});
+    let failed = h
+        .post(&format!("/tasks/{task}/result"), &me, report.clone())
+        .await;
+    assert_eq!(failed.status, StatusCode::OK, "{failed:?}");
+    assert_eq!(
+        (
+            failed.body["status"].clone(),
+            failed.body["retryCount"].clone()
+        ),
+        (json!("pending"), json!(1))
+    );
+    assert!(failed.body["nextRetryAt"].is_string());
+    let replay = h.post(&format!("/tasks/{task}/result"), &me, report).await;
+    assert_eq!(replay.body, failed.body, "a repeat answers the same");
+    let never = h
+        .post(
+            &format!("/tasks/{task}/result"),
+            &me,
+            json!({"attempt": 7, "outcome": "succeeded"}),
+        )
+        .await;
+    assert_eq!(
+        (never.status, never.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    let bad_outcome = h
+        .post(
+            &format!("/tasks/{task}/result"),
+            &me,
+            json!({"attempt": 1, "outcome": "meh"}),
+        )
+        .await;
+    assert_eq!(
+        (bad_outcome.status, bad_outcome.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "outcome")
+    );
+    for limit in [0, 501] {
+        let a = h
+            .post(
+                &format!("/agents/{}/tasks/claim", agent.0),
+                &me,
+                json!({"limit": limit}),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "limit")
+        );
+    }
+    let runs = h.get(&format!("/backup-runs?taskId={task}"), &auth).await;
+    let run = &runs.body["items"][0];
+    assert_eq!(
+        (
+            run["status"].clone(),
+            run["late"].clone(),
+            run["failedPermanently"].clone()
+        ),
+        (json!("failed"), json!(false), json!(false))
+    );
+    assert_eq!(
+        h.get("/backup-runs?status=bogus", &auth).await.field(),
+        "status"
+    );
+    let filtered = h
+        .get(
+            &format!(
+                "/tasks?status=pending&policyId={}",
+                p["id"].as_str().expect("id")
+            ),
+            &auth,
+        )
+        .await;
+    assert_eq!(filtered.body["items"].as_array().map(Vec::len), Some(1));
+    let cancelled = h
+        .post(&format!("/tasks/{task}/cancel"), &auth, json!({}))
+        .await;
+    assert_eq!(cancelled.body["status"], "cancelled");
+    let done = h
+        .post(&format!("/tasks/{task}/cancel"), &auth, json!({}))
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "cancelling twice is harmless");
+});
+
+server_test!(other_tenants_and_other_agents_get_404, |h| async move {
+    let owner = h.tenant("owner").await;
+    let other = h.tenant("other").await;
+    let stranger = Auth::tenant(&other);
+    let agent = h.agent(&owner, "db-1").await;
+    let other_agent = h.agent(&other, "x").await;
+    h.online(&agent).await;
+    let p = h.policy(&owner, backup_policy(&agent.0)).await;
+    let pid = p["id"].as_str().expect("id").to_owned();
+    let run = h
+        .post(
+            &format!("/policies/{pid}/run"),
+            &Auth::tenant(&owner),
+            json!({}),
+        )
+        .await;
+    let task = run.body["id"].as_str().expect("task").to_owned();
+    let aid = &agent.0;
+    for (method, path, body) in [
+        (Method::GET, format!("/agents/{aid}"), None),
+        (Method::DELETE, format!("/agents/{aid}"), None),
+        (
+            Method::PATCH,
+            format!("/agents/{aid}/settings"),
+            Some(json!({})),
+        ),
+        (Method::POST, format!("/agents/{aid}/token"), None),
+        (Method::GET, format!("/policies/{pid}"), None),
+        (Method::PATCH, format!("/policies/{pid}"), Some(json!({}))),
+        (Method::DELETE, format!("/policies/{pid}"), None),
+        (Method::POST, format!("/policies/{pid}/run"), None),
+        (Method::GET, format!("/tasks/{task}"), None),
+        (Method::POST, format!("/tasks/{task}/cancel"), None),
+    ] {
+        let a = h.call(method.clone(), &path, &stranger, body).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{method} {path}"
+        );
+    }
+    for path in [
+        format!("/tasks?agentId={aid}"),
+        format!("/backup-runs?policyId={pid}"),
+        format!("/policies?agentId={aid}"),
+        "/agents".into(),
+    ] {
+        let a = h.get(&path, &stranger).await;
+        let items = a.body["items"].as_array().cloned().unwrap_or_default();
+        assert!(
+            items
+                .iter()
+                .all(|i| i["id"] != json!(aid) && i["agentId"] != json!(aid)),
+            "{path}: {items:?}"
+        );
+    }
+    // Another agent cannot heartbeat, claim, start or report as this one.
+    let impostor = Auth::Agent(other_agent.1.clone());
+    let hb = h
+        .post(
+            &format!("/agents/{aid}/heartbeat"),
+            &impostor,
+            json!({"runningTasks": 0, "queueDepth": 0}),
+        )
+        .await;
+    assert_eq!(hb.status, StatusCode::NOT_FOUND);
+    let claim = h
+        .post(
+            &format!("/agents/{aid}/tasks/claim"),
+            &impostor,
+            json!({"limit": 1}),
+        )
+        .await;
+    assert_eq!(claim.status, StatusCode::NOT_FOUND);
+    let start = h
+        .post(
+            &format!("/tasks/{task}/start"),
+            &impostor,
+            json!({"attempt": 1}),
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::NOT_FOUND);
+    let result = h
+        .post(
+            &format!("/tasks/{task}/result"),
+            &impostor,
+            json!({"attempt": 1, "outcome": "succeeded"}),
+        )
+        .await;
+    assert_eq!(result.status, StatusCode::NOT_FOUND);
+    let tenant_token_as_agent = h
+        .post(
+            &format!("/agents/{aid}/heartbeat"),
+            &Auth::Agent(owner.token.clone()),
+            json!({"runningTasks": 0, "queueDepth": 0}),
+        )
+        .await;
+    assert_eq!(tenant_token_as_agent.status, StatusCode::UNAUTHORIZED);
+});
+
+server_test!(
+    agent_floods_are_rate_limited_per_token,
+    backup_server::ServerConfig {
+        limits: backup_server::LimitsConfig {
+            agent_requests_per_second: 5,
+            ..backup_server::LimitsConfig::default()
+        },
+        ..backup_server::ServerConfig::default()
+    },
+    |h| async move {
+        let t = h.tenant("acme").await;
+        let noisy = h.agent(&t, "noisy").await;
+        let quiet = h.agent(&t, "quiet").await;
+        let mut limited = None;
+        for _ in 0..30 {
+            let a = h
+                .heartbeat(&noisy, json!({"runningTasks": 0, "queueDepth": 0}))
+                .await;
+            if a.status == StatusCode::TOO_MANY_REQUESTS {
+                limited = Some(a);
+                break;
+            }
+        }
+        let limited = limited.expect("a flood is limited");
+        assert_eq!(limited.code(), "rate_limited");
+        assert!(limited.headers.get("retry-after").is_some());
+        let a = h
+            .heartbeat(&quiet, json!({"runningTasks": 0, "queueDepth": 0}))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "other agents are not starved");
+    }
+);
+
+server_test!(operational_endpoints, |h| async move {
+    assert_eq!(h.get("/healthz", &Auth::None).await.status, StatusCode::OK);
+    assert_eq!(h.get("/readyz", &Auth::None).await.status, StatusCode::OK);
+    let t = h.tenant("acme").await;
+    h.get("/agents", &Auth::tenant(&t)).await;
+    let response = h
+        .router
+        .clone()
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec(),
+    )
+    .expect("utf8");
+    assert!(
+        text.contains(
+            "backup_server_http_requests_total{method=\"GET\",route=\"/agents\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    h.state.store().close().await;
+    let down = h.get("/readyz", &Auth::None).await;
+    assert_eq!(
+        (down.status, down.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+    );
+    assert_eq!(
+        down.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let api = h.get("/agents", &Auth::tenant(&t)).await;
+    assert_eq!(
+        api.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database down is 503 with Retry-After, not 500"
+    );
+});
