@@ -1,1 +1,106 @@
-//! Skeleton: built out by its own issue.
+//! # backup-agent: restic on a machine, under the limits the orchestrator hands it
+//!
+//! The agent heartbeats to the server, claims due tasks up to its free slots, runs the real
+//! `restic` binary (backup, check, prune) under a [`backup_core::ConcurrencyGate`], a fair
+//! per-repository lock, CPU and bandwidth quotas, backs off repositories that keep failing,
+//! persists what must survive a crash, and reports every attempt through an outbox that keeps
+//! results until the server settles them.
+//!
+//! An embedder builds an [`Agent`] from a configuration, a [`backup_core::ProcessRunner`] (the
+//! real [`TokioProcessRunner`] or a wrapper of it), an [`OrchestratorClient`] (the HTTP
+//! [`HttpClient`] or another transport) and a [`backup_core::Clock`]:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use backup_agent::{Agent, AgentConfig, AgentOptions, HttpClient, TokioProcessRunner};
+//! use backup_core::SystemClock;
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = AgentConfig::load(Some("agent.yaml".as_ref()))?;
+//! let client = HttpClient::new(&config.orchestrator_url, config.resolve_agent_id()?, config.resolve_token()?)?;
+//! let agent = Agent::start(
+//!     config,
+//!     AgentOptions::default(),
+//!     Arc::new(TokioProcessRunner::new()),
+//!     Arc::new(client),
+//!     Arc::new(SystemClock),
+//! )
+//! .await?;
+//! agent.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The pure parts are public for reuse and testing: [`restic`] (version, arguments, summary,
+//! outcome classifier), [`quota`] (niceness, `GOMAXPROCS`, the bandwidth ledger), [`state`] (the
+//! crash-safe state file).
+
+mod agent;
+mod client;
+mod config;
+mod metrics;
+pub mod quota;
+mod repo_backoff;
+mod repolock;
+pub mod restic;
+mod runner;
+mod serve;
+pub mod state;
+
+pub use agent::{
+    AGENT_VERSION, Agent, AgentOptions, BackoffReport, ConcurrencyReport, DIAGNOSTICS_FILE,
+    Diagnostics, QuotaReport, parse_env_file,
+};
+#[cfg(feature = "mock")]
+pub use client::MockOrchestratorClient;
+pub use client::{ClientError, HttpClient, OrchestratorClient};
+pub use config::{AgentConfig, ConfigError, RepositoryConfig, env_name};
+pub use repo_backoff::{BackoffTracker, Entered, Scope};
+pub use repolock::{RepoGuard, RepoLocks};
+pub use runner::{TokioProcessRunner, process_niceness, process_start_ticks, signal_group, which};
+
+/// Why the agent cannot start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// A configuration problem.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// restic is missing or unusable.
+    #[error("restic: {0}")]
+    Restic(String),
+    /// The state directory is unusable.
+    #[error("state: {0}")]
+    State(String),
+    /// A listener or another I/O resource failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<ConfigError> for AgentError {
+    fn from(e: ConfigError) -> Self {
+        AgentError::Config(e.0)
+    }
+}
+
+/// What `backup-agent diagnostics` prints: the running agent's `/diagnostics` when it serves
+/// one (`metricsListen`), else the `diagnostics.json` it rewrites at every heartbeat.
+///
+/// # Errors
+/// When neither is available.
+pub async fn read_diagnostics(config: &AgentConfig) -> Result<String, AgentError> {
+    if let Some(listen) = &config.metrics_listen {
+        let url = format!("http://{listen}/diagnostics");
+        if let Ok(answer) = reqwest::get(&url).await
+            && let Ok(text) = answer.text().await
+        {
+            return Ok(text);
+        }
+    }
+    let path = config.state_dir.join(DIAGNOSTICS_FILE);
+    std::fs::read_to_string(&path).map_err(|e| {
+        AgentError::Io(format!(
+            "no running agent answered and {} cannot be read ({e}); is the agent running with this configuration?",
+            path.display()
+        ))
+    })
+}

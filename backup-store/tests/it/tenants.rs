@@ -256,3 +256,49 @@ store_test!(lists_paginate_newest_first, |env| async move {
         "{bad:?}"
     );
 });
+
+store_test!(
+    readers_see_writes_committed_after_their_last_query,
+    |env| async move {
+        // A read connection must not keep an old snapshot: a token created after a reader's last
+        // query is accepted by that reader at once, and again after a restart.
+        let t = env.tenant("acme").await;
+        for _ in 0..8 {
+            assert!(
+                env.store
+                    .tenant_token_matches(t.id, &t.token)
+                    .await
+                    .expect("check")
+            );
+            assert!(
+                env.store
+                    .authenticate_agent("rft_a_unknown")
+                    .await
+                    .expect("auth")
+                    .is_none()
+            );
+        }
+        for i in 0..4 {
+            let a = env.agent(&t, &format!("db-{i}")).await;
+            for _ in 0..4 {
+                assert!(
+                    env.store
+                        .authenticate_agent(&a.token)
+                        .await
+                        .expect("auth")
+                        .is_some(),
+                    "agent {i}"
+                );
+            }
+        }
+        let a = env.agent(&t, "last").await;
+        let reopened = env.replica().await;
+        assert!(
+            reopened
+                .authenticate_agent(&a.token)
+                .await
+                .expect("auth")
+                .is_some()
+        );
+    }
+);
