@@ -21,7 +21,7 @@ use backup_core::{
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use tokio::{sync::Notify, task::JoinSet};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     AgentConfig, AgentError, ClientError, OrchestratorClient,
@@ -220,19 +220,20 @@ impl Agent {
                     .await;
             });
         }
-        let workers = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        let workers = TaskTracker::new();
         loops.spawn(self.clone().heartbeat_loop());
-        loops.spawn(self.clone().poll_loop(Arc::clone(&workers)));
+        loops.spawn(self.clone().poll_loop(workers.clone()));
         loops.spawn(self.clone().outbox_loop());
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = self.inner.shutdown.cancelled() => {}
+        }
         tracing::info!("shutting down: stopping restic and reporting interrupted attempts");
         self.inner.shutdown.cancel();
         let grace = Duration::from_secs(u64::from(self.inner.config.stop_grace_seconds) + 10);
-        let mut workers = workers.lock().await;
-        let _ = tokio::time::timeout(grace, async {
-            while workers.join_next().await.is_some() {}
-        })
-        .await;
+        // Every worker sees the shutdown: it stops restic and reports its task interrupted.
+        workers.close();
+        let _ = tokio::time::timeout(grace, workers.wait()).await;
         // One last delivery pass for the results of the stopped attempts.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.deliver_due(true)).await;
         while loops.join_next().await.is_some() {}
@@ -240,7 +241,8 @@ impl Agent {
         Ok(())
     }
 
-    /// Asks the agent to stop, as SIGTERM does (for embedders and tests).
+    /// Asks the agent to stop, as SIGTERM does (for embedders and tests): `run` returns once
+    /// restic is stopped and the outbox had its last chance.
     pub fn stop(&self) {
         self.inner.shutdown.cancel();
     }
@@ -428,7 +430,7 @@ impl Agent {
 
     // ------------------------------------------------------------------ claims
 
-    async fn poll_loop(self, workers: Arc<tokio::sync::Mutex<JoinSet<()>>>) {
+    async fn poll_loop(self, workers: TaskTracker) {
         // The first claim waits for the first heartbeat: the server must know the agent's load.
         let mut done = self.inner.heartbeat_done.subscribe();
         tokio::select! {
@@ -441,12 +443,10 @@ impl Agent {
             if let Some(request) = self.free_slots() {
                 match self.inner.client.claim(&request).await {
                     Ok(answer) => {
-                        let mut workers = workers.lock().await;
                         for task in answer.tasks {
                             self.hold(&task);
                             workers.spawn(self.clone().work(task));
                         }
-                        while workers.try_join_next().is_some() {}
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "claiming tasks failed; trying again next poll")
@@ -955,8 +955,13 @@ impl Agent {
                     ))
                 }
             }
-            Classified::Failed { class, message, .. } => Err((class, message)),
-            // A lock or anything else: let the real command meet it and classify it.
+            Classified::Failed {
+                kind: FailureKind::NoRepository | FailureKind::WrongPassword,
+                class,
+                message,
+            } => Err((class, message)),
+            // A lock or anything else: the real command meets it and is classified (and backed
+            // off) like any other failure; the repository is probed again next time.
             _ => Ok(()),
         }
     }

@@ -1,0 +1,424 @@
+//! Failures: outcomes, retries decided by the server, repository backoff, the outbox across an
+//! outage, the log lines operators search for.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::json;
+
+use crate::harness::{
+    RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy, scratch,
+};
+
+const LOCKED: &str = "unable to create lock in backend: repository is already locked exclusively by PID 14748 on vm by root (UID 0, GID 0)\nlock was created at 2026-11-26 06:59:43 (571.893064ms ago)\nstorage ID c9f33674\nthe `unlock` command can be used to remove stale locks\n";
+const WRONG_PASSWORD: &str = "Fatal: wrong password or no key found\n";
+
+fn run_in_logs(test: impl FnOnce(tokio::runtime::Runtime)) -> String {
+    backup_testkit::capture_logs(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        test(rt);
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_retriable_partial_and_unknown_repository_outcomes() {
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent("outcomes").await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let url = |name: &str| dir.path().join(name);
+    runner.script(
+        &url("wrong").display().to_string(),
+        vec![Script::fail(1, WRONG_PASSWORD)],
+    );
+    runner.script(
+        &url("locked").display().to_string(),
+        vec![Script::fail(1, LOCKED), Script::ok(50)],
+    );
+    runner.script(
+        &url("partial").display().to_string(),
+        vec![Script {
+            exit: 3,
+            ..Script::ok(50)
+        }],
+    );
+    let (wrong, locked, partial) = (url("wrong"), url("locked"), url("partial"));
+    let mut config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[
+            ("wrong", &wrong, &pw),
+            ("locked", &locked, &pw),
+            ("partial", &partial, &pw),
+        ],
+    );
+    config.max_concurrent_tasks = Some(4);
+    config.max_concurrent_backups = Some(4);
+    config.backoff_base_seconds = Some(1);
+    let p_wrong = server
+        .policy(backup_policy(&agent.0, "wrong", &["/d"]))
+        .await;
+    let p_locked = server
+        .policy(backup_policy(&agent.0, "locked", &["/d"]))
+        .await;
+    let p_partial = server
+        .policy(backup_policy(&agent.0, "partial", &["/d"]))
+        .await;
+    let p_unknown = server
+        .policy(backup_policy(&agent.0, "nowhere", &["/d"]))
+        .await;
+    let running = RunningAgent::start(config, runner.clone()).await;
+    let task_of = |p: &serde_json::Value| format!("policyId={}", p["id"].as_str().expect("id"));
+    server
+        .wait_for(30, "all four tasks to settle", || async {
+            let mut settled = 0;
+            for p in [&p_wrong, &p_locked, &p_partial, &p_unknown] {
+                let tasks = server.tasks(&task_of(p)).await;
+                if tasks
+                    .iter()
+                    .any(|t| t["status"] == "succeeded" || t["status"] == "failed_permanently")
+                {
+                    settled += 1;
+                }
+            }
+            settled == 4
+        })
+        .await;
+    running.stop().await;
+    let only = |tasks: Vec<serde_json::Value>| tasks.into_iter().next().expect("a task");
+    let t = only(server.tasks(&task_of(&p_wrong)).await);
+    assert_eq!(
+        (
+            t["status"].clone(),
+            t["permanentReason"].clone(),
+            t["attempt"].clone()
+        ),
+        (
+            json!("failed_permanently"),
+            json!("permanent_error"),
+            json!(1)
+        ),
+        "wrong password fails at once"
+    );
+    let t = only(server.tasks(&task_of(&p_locked)).await);
+    assert_eq!(
+        (
+            t["status"].clone(),
+            t["retryCount"].clone(),
+            t["attempt"].clone()
+        ),
+        (json!("succeeded"), json!(1), json!(2)),
+        "a lock conflict is retried"
+    );
+    let t = only(server.tasks(&task_of(&p_partial)).await);
+    assert_eq!(t["status"], "succeeded", "partial counts as success");
+    let t = only(server.tasks(&task_of(&p_unknown)).await);
+    assert_eq!(t["permanentReason"], "permanent_error");
+    assert!(
+        t["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown repository"),
+        "{t}"
+    );
+    // restic unlock ran on the locked repository before its second attempt, and its output was ignored.
+    let calls: Vec<String> = runner
+        .calls
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|s| {
+            crate::harness::env_of(s, "RESTIC_REPOSITORY") == Some(locked.to_str().expect("utf8"))
+        })
+        .map(|s| s.args[0].clone())
+        .collect();
+    let backups: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| *op == "backup")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(backups.len(), 2);
+    assert!(
+        calls[backups[0]..backups[1]].contains(&"unlock".to_owned()),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn repository_backoff_is_entered_reported_and_reset() {
+    let logs = run_in_logs(|rt| {
+        rt.block_on(async {
+            let server = TestServer::start().await;
+            let (dir, pw) = scratch();
+            let agent = server.agent("backoff").await;
+            let runner = Arc::new(ScriptedRunner::default());
+            let repo = dir.path().join("flaky");
+            runner.script(
+                &repo.display().to_string(),
+                vec![
+                    Script::fail(1, LOCKED),
+                    Script::fail(1, "Fatal: connection reset by peer\n"),
+                    Script::ok(50),
+                ],
+            );
+            let mut config = agent_config(
+                &server,
+                &agent,
+                &dir.path().join("state"),
+                &[("flaky", &repo, &pw)],
+            );
+            config.backoff_failure_threshold = Some(2);
+            config.backoff_base_seconds = Some(4);
+            config.max_backoff_minutes = Some(1);
+            let policy = server
+                .policy(backup_policy(&agent.0, "flaky", &["/d"]))
+                .await;
+            let running = RunningAgent::start(config, runner.clone()).await;
+            let view = format!("/agents/{}", agent.0);
+            server
+                .wait_for(30, "the repository backoff in the agent view", || async {
+                    let v = server.get(&view).await;
+                    v["status"] == "backoff" && v["backoffRepositories"][0]["repository"] == "flaky"
+                })
+                .await;
+            let diagnostics = running.agent.diagnostics();
+            let entry = diagnostics
+                .backoff
+                .iter()
+                .find(|b| b.scope == "flaky")
+                .expect("backoff entry");
+            assert_eq!(entry.backoffs, 1);
+            assert!(entry.until.is_some());
+            assert!(
+                running
+                    .agent
+                    .render_metrics()
+                    .contains("backup_agent_backoff_active 1")
+            );
+            let task_q = format!("policyId={}", policy["id"].as_str().expect("id"));
+            server
+                .wait_for(40, "the retry after the backoff to succeed", || async {
+                    server
+                        .tasks(&task_q)
+                        .await
+                        .iter()
+                        .any(|t| t["status"] == "succeeded")
+                })
+                .await;
+            // A success resets the repository: no backoff entry remains.
+            assert!(
+                running
+                    .agent
+                    .diagnostics()
+                    .backoff
+                    .iter()
+                    .all(|b| b.scope != "flaky")
+            );
+            running.stop().await;
+        });
+    });
+    assert!(logs.contains("Entering backoff for 1 minutes"), "{logs}");
+}
+
+#[test]
+fn an_exhausted_budget_logs_retry_exhausted_and_counts_retries() {
+    let mut task_id = String::new();
+    let logs = run_in_logs(|rt| {
+        rt.block_on(async {
+            let server = TestServer::start().await;
+            let (dir, pw) = scratch();
+            let agent = server.agent("exhaust").await;
+            let runner = Arc::new(ScriptedRunner::default());
+            let repo = dir.path().join("broken");
+            runner.script(
+                &repo.display().to_string(),
+                vec![Script::fail(1, "Fatal: something unknown went wrong\n")],
+            );
+            let mut config = agent_config(
+                &server,
+                &agent,
+                &dir.path().join("state"),
+                &[("broken", &repo, &pw)],
+            );
+            config.backoff_base_seconds = Some(1);
+            config.backoff_failure_threshold = Some(0);
+            let mut body = backup_policy(&agent.0, "broken", &["/d"]);
+            body["maxTaskRetries"] = json!(2);
+            server.policy(body).await;
+            let running = RunningAgent::start(config, runner.clone()).await;
+            server
+                .wait_for(30, "the task to fail permanently", || async {
+                    !server.tasks("status=failed_permanently").await.is_empty()
+                })
+                .await;
+            let task = server.tasks("status=failed_permanently").await.remove(0);
+            task_id = task["id"].as_str().expect("id").to_owned();
+            assert_eq!(
+                (
+                    task["permanentReason"].clone(),
+                    task["retryCount"].clone(),
+                    task["attempt"].clone()
+                ),
+                (json!("retries_exhausted"), json!(2), json!(3))
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                running
+                    .agent
+                    .render_metrics()
+                    .contains("backup_agent_retries_total 2"),
+                "two attempts answered with a retry"
+            );
+            running.stop().await;
+        });
+    });
+    assert!(
+        logs.contains(&format!("Retry exhausted for task {task_id}")),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_delivers_every_result_exactly_once_after_an_outage() {
+    let mut server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent("outbox").await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let repo = dir.path().join("repo");
+    runner.script(&repo.display().to_string(), vec![Script::ok(2500)]);
+    let mut config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[("main", &repo, &pw)],
+    );
+    config.max_concurrent_tasks = Some(3);
+    config.max_concurrent_backups = Some(3);
+    for _ in 0..3 {
+        server
+            .policy(backup_policy(&agent.0, "main", &["/d"]))
+            .await;
+    }
+    let running = RunningAgent::start(config, runner.clone()).await;
+    server
+        .wait_for(15, "three backups running", || async {
+            runner.current() == 3
+        })
+        .await;
+    // The server goes down while the backups run; the agent finishes them anyway.
+    server.stop().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(runner.current(), 0, "the agent finished what it held");
+    assert_eq!(
+        running.agent.diagnostics().outbox,
+        3,
+        "three results wait in the outbox"
+    );
+    server.restart().await;
+    server
+        .wait_for(30, "all results delivered", || async {
+            running.agent.diagnostics().outbox == 0
+        })
+        .await;
+    let tasks = server.tasks("").await;
+    assert_eq!(tasks.len(), 3);
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["status"] == "succeeded" && t["attempt"] == 1),
+        "{tasks:?}"
+    );
+    let runs = server.runs("").await;
+    assert_eq!(
+        runs.len(),
+        3,
+        "one run per attempt: every result recorded exactly once"
+    );
+    assert!(
+        runs.iter()
+            .all(|r| r["snapshotId"] == "abcd1234" && r["late"] == false)
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_is_stopped_without_a_result() {
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent("cancel").await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let repo = dir.path().join("repo");
+    runner.script(&repo.display().to_string(), vec![Script::ok(60_000)]);
+    let config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[("main", &repo, &pw)],
+    );
+    server
+        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .await;
+    let running = RunningAgent::start(config, runner.clone()).await;
+    server
+        .wait_for(15, "the backup running", || async { runner.current() == 1 })
+        .await;
+    let task = server.tasks("status=running").await.remove(0);
+    let (status, _) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/tasks/{}/cancel", task["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    server
+        .wait_for(5, "restic stopped", || async { runner.current() == 0 })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        running.agent.diagnostics().outbox,
+        0,
+        "no result for a cancelled task"
+    );
+    let runs = server.runs("").await;
+    assert_eq!(runs[0]["status"], "cancelled");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_reports_interrupted_and_spends_no_budget() {
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent("shutdown").await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let repo = dir.path().join("repo");
+    runner.script(&repo.display().to_string(), vec![Script::ok(60_000)]);
+    let config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[("main", &repo, &pw)],
+    );
+    server
+        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .await;
+    let running = RunningAgent::start(config, runner.clone()).await;
+    server
+        .wait_for(15, "the backup running", || async { runner.current() == 1 })
+        .await;
+    running.stop().await;
+    let task = server.tasks("").await.remove(0);
+    assert_eq!(
+        (
+            task["status"].clone(),
+            task["retryCount"].clone(),
+            task["nextRetryAt"].clone()
+        ),
+        (json!("pending"), json!(0), json!(null))
+    );
+    assert_eq!(server.runs("").await[0]["status"], "interrupted");
+}

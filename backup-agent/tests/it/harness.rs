@@ -1,0 +1,443 @@
+//! A real backup-server in process (SQLite, 1 s ticks) and agents pointed at it.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use backup_agent::{
+    Agent, AgentConfig, AgentOptions, HttpClient, RepositoryConfig, TokioProcessRunner,
+};
+use backup_core::{
+    Error, ExitStatus, ProcessControl, ProcessEvent, ProcessOutcome, ProcessRunner, ProcessSpec,
+    Stream, SystemClock, TenantCreated,
+};
+use backup_server::{SchedulerConfig, Server, ServerConfig};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+/// A server on a temp SQLite file, ticking every second.
+pub(crate) struct TestServer {
+    pub(crate) server: Option<Server>,
+    _dir: tempfile::TempDir,
+    pub(crate) url: String,
+    pub(crate) tenant: TenantCreated,
+    pub(crate) http: reqwest::Client,
+    pub(crate) config: ServerConfig,
+}
+
+pub(crate) fn server_config(dir: &Path, listen: &str) -> ServerConfig {
+    ServerConfig {
+        listen: listen.into(),
+        database: format!("sqlite://{}", dir.join("server.db").display()),
+        scheduler: SchedulerConfig {
+            tick_seconds: 1,
+            lease_seconds: 60,
+            offline_after_seconds: 30,
+            ..SchedulerConfig::default()
+        },
+        limits: backup_server::LimitsConfig {
+            agent_requests_per_second: 0,
+            ..Default::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
+impl TestServer {
+    pub(crate) async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = server_config(dir.path(), "127.0.0.1:0");
+        let server = Server::start(config.clone(), Arc::new(SystemClock))
+            .await
+            .expect("server");
+        let tenant = server
+            .state()
+            .store()
+            .create_tenant("test")
+            .await
+            .expect("tenant");
+        let url = server.url();
+        let config = ServerConfig {
+            listen: server.addr().to_string(),
+            ..config
+        };
+        TestServer {
+            server: Some(server),
+            _dir: dir,
+            url,
+            tenant,
+            http: reqwest::Client::new(),
+            config,
+        }
+    }
+
+    /// Stops the server (the agent sees it unreachable).
+    pub(crate) async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    /// Starts it again on the same address and database.
+    pub(crate) async fn restart(&mut self) {
+        let server = Server::start(self.config.clone(), Arc::new(SystemClock))
+            .await
+            .expect("restart");
+        self.server = Some(server);
+    }
+
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.tenant.token)
+            .header("X-Tenant-ID", self.tenant.id.to_string());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let answer = req.send().await.expect("request");
+        let status = answer.status().as_u16();
+        (status, answer.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    /// An agent: (id, token).
+    pub(crate) async fn agent(&self, name: &str) -> (String, String) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/agents",
+                Some(json!({"name": name, "hostname": name})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["id"].as_str().expect("id").into(),
+            body["token"].as_str().expect("token").into(),
+        )
+    }
+
+    pub(crate) async fn policy(&self, body: Value) -> Value {
+        let (status, body) = self
+            .call(reqwest::Method::POST, "/policies", Some(body))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    pub(crate) async fn patch_settings(&self, agent: &str, body: Value) -> Value {
+        let (status, body) = self
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/agents/{agent}/settings"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub(crate) async fn runs(&self, query: &str) -> Vec<Value> {
+        self.get(&format!("/backup-runs?limit=500&{query}")).await["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) async fn tasks(&self, query: &str) -> Vec<Value> {
+        self.get(&format!("/tasks?limit=500&{query}")).await["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Polls `check` every 100 ms until it holds or `secs` pass.
+    pub(crate) async fn wait_for<F, Fut>(&self, secs: u64, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while tokio::time::Instant::now() < deadline {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out after {secs} s waiting for {what}");
+    }
+}
+
+pub(crate) fn backup_policy(agent: &str, repository: &str, paths: &[&str]) -> Value {
+    json!({"name": "backup", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "paths": paths, "repository": repository})
+}
+
+/// An agent configuration for `server` with fast intervals and the given repositories.
+pub(crate) fn agent_config(
+    server: &TestServer,
+    agent: &(String, String),
+    state_dir: &Path,
+    repositories: &[(&str, &Path, &Path)],
+) -> AgentConfig {
+    AgentConfig {
+        orchestrator_url: server.url.clone(),
+        polling_interval_seconds: 1,
+        heartbeat_interval_seconds: 1,
+        agent_id: Some(agent.0.clone()),
+        token: Some(agent.1.clone()),
+        state_dir: state_dir.to_owned(),
+        stop_grace_seconds: 2,
+        repositories: repositories
+            .iter()
+            .map(|(name, url, password)| {
+                (
+                    (*name).to_owned(),
+                    RepositoryConfig {
+                        url: url.display().to_string(),
+                        password_file: password.to_path_buf(),
+                        env: BTreeMap::new(),
+                        env_file: None,
+                        init_if_missing: true,
+                    },
+                )
+            })
+            .collect(),
+        ..AgentConfig::default()
+    }
+}
+
+/// A running agent and the handle of its run.
+pub(crate) struct RunningAgent {
+    pub(crate) agent: Agent,
+    pub(crate) run: JoinHandle<()>,
+}
+
+impl RunningAgent {
+    pub(crate) async fn start(config: AgentConfig, runner: Arc<dyn ProcessRunner>) -> RunningAgent {
+        let client = HttpClient::new(
+            &config.orchestrator_url,
+            config.resolve_agent_id().expect("id"),
+            config.resolve_token().expect("token"),
+        )
+        .expect("client");
+        let options = AgentOptions {
+            hostname: "test-host".into(),
+            cpus: 8,
+            ..AgentOptions::default()
+        };
+        let agent = Agent::start(
+            config,
+            options,
+            runner,
+            Arc::new(client),
+            Arc::new(SystemClock),
+        )
+        .await
+        .expect("agent starts");
+        let a = agent.clone();
+        let run = tokio::spawn(async move {
+            a.run(std::future::pending()).await.expect("agent runs");
+        });
+        RunningAgent { agent, run }
+    }
+
+    pub(crate) async fn stop(self) {
+        self.agent.stop();
+        tokio::time::timeout(Duration::from_secs(30), self.run)
+            .await
+            .expect("agent stops in time")
+            .expect("agent task");
+    }
+}
+
+pub(crate) fn real_runner() -> Arc<dyn ProcessRunner> {
+    Arc::new(TokioProcessRunner::new())
+}
+
+/// What a scripted restic call does.
+#[derive(Clone, Debug)]
+pub(crate) struct Script {
+    pub(crate) exit: i32,
+    pub(crate) stderr: String,
+    pub(crate) stdout: Vec<String>,
+    pub(crate) millis: u64,
+}
+
+impl Script {
+    pub(crate) fn ok(millis: u64) -> Script {
+        Script { exit: 0, stderr: String::new(), stdout: vec![r#"{"message_type":"summary","files_new":3,"data_added":1024,"total_duration":0.1,"snapshot_id":"abcd1234"}"#.into()], millis }
+    }
+
+    pub(crate) fn fail(exit: i32, stderr: &str) -> Script {
+        Script {
+            exit,
+            stderr: stderr.into(),
+            stdout: vec![],
+            millis: 20,
+        }
+    }
+}
+
+/// Operations running now, the most at once, and both per operation name.
+type Concurrency = (usize, usize, BTreeMap<String, (usize, usize)>);
+
+/// A runner that plays restic: answers `version`, `cat config`, `unlock`; for backup, check
+/// and forget it follows a script chosen by the call's repository, and records every spec and
+/// how many "restic" operations ran at once.
+#[derive(Default)]
+pub(crate) struct ScriptedRunner {
+    pub(crate) calls: Mutex<Vec<ProcessSpec>>,
+    scripts: Mutex<BTreeMap<String, Vec<Script>>>,
+    running: Mutex<Concurrency>,
+}
+
+fn op(spec: &ProcessSpec) -> &str {
+    spec.args.first().map_or("", String::as_str)
+}
+
+pub(crate) fn env_of<'a>(spec: &'a ProcessSpec, key: &str) -> Option<&'a str> {
+    spec.env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+impl ScriptedRunner {
+    /// Scripts for a repository URL; calls take them in order, the last repeats.
+    pub(crate) fn script(&self, repository_url: &str, scripts: Vec<Script>) {
+        self.scripts
+            .lock()
+            .expect("lock")
+            .insert(repository_url.into(), scripts);
+    }
+
+    /// The most operations (backup/check/forget) that ran at once: total, and per operation.
+    pub(crate) fn max_concurrent(&self) -> (usize, BTreeMap<String, usize>) {
+        let running = self.running.lock().expect("lock");
+        (
+            running.1,
+            running
+                .2
+                .iter()
+                .map(|(k, (_, max))| (k.clone(), *max))
+                .collect(),
+        )
+    }
+
+    /// Operations running right now.
+    pub(crate) fn current(&self) -> usize {
+        self.running.lock().expect("lock").0
+    }
+
+    pub(crate) fn operations(&self) -> Vec<ProcessSpec> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| matches!(op(s), "backup" | "check" | "forget"))
+            .cloned()
+            .collect()
+    }
+
+    fn next_script(&self, url: &str) -> Script {
+        let mut scripts = self.scripts.lock().expect("lock");
+        match scripts.get_mut(url) {
+            Some(list) if list.len() > 1 => list.remove(0),
+            Some(list) if list.len() == 1 => list[0].clone(),
+            _ => Script::ok(50),
+        }
+    }
+}
+
+#[async_trait]
+impl ProcessRunner for ScriptedRunner {
+    async fn run(
+        &self,
+        spec: ProcessSpec,
+        control: ProcessControl,
+    ) -> Result<ProcessOutcome, Error> {
+        self.calls.lock().expect("lock").push(spec.clone());
+        let done = |exit: i32, stdout: &str, stderr: &str| ProcessOutcome {
+            status: ExitStatus::Code(exit),
+            terminated: None,
+            stdout_tail: stdout.into(),
+            stderr_tail: stderr.into(),
+            duration: Duration::from_millis(1),
+        };
+        let operation = op(&spec).to_owned();
+        match operation.as_str() {
+            "version" => {
+                return Ok(done(
+                    0,
+                    "restic 0.14.0 compiled with go1.19.8 on linux/amd64\n",
+                    "",
+                ));
+            }
+            "cat" | "unlock" | "init" => return Ok(done(0, "", "")),
+            _ => {}
+        }
+        let url = env_of(&spec, "RESTIC_REPOSITORY")
+            .unwrap_or_default()
+            .to_owned();
+        let script = self.next_script(&url);
+        {
+            let mut r = self.running.lock().expect("lock");
+            r.0 += 1;
+            r.1 = r.1.max(r.0);
+            let e = r.2.entry(operation.clone()).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(e.0);
+        }
+        if let Some(tx) = &control.events {
+            for line in &script.stdout {
+                let _ = tx.send(ProcessEvent::Line {
+                    stream: Stream::Stdout,
+                    line: line.clone(),
+                });
+            }
+        }
+        let mut stop = control.stop;
+        let stopped = tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(script.millis)) => false,
+            () = stop.stopped() => true,
+        };
+        {
+            let mut r = self.running.lock().expect("lock");
+            r.0 -= 1;
+            if let Some(e) = r.2.get_mut(&operation) {
+                e.0 -= 1;
+            }
+        }
+        if stopped {
+            return Ok(ProcessOutcome {
+                status: ExitStatus::Code(130),
+                terminated: Some(backup_core::Termination::Stopped),
+                ..done(130, "", "")
+            });
+        }
+        Ok(done(script.exit, &script.stdout.join("\n"), &script.stderr))
+    }
+}
+
+/// A password file and a directory for an agent's state.
+pub(crate) fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("dir");
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "correct horse battery staple\n").expect("password");
+    (dir, pw)
+}

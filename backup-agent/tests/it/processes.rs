@@ -1,0 +1,176 @@
+//! The real runner on real processes: niceness, process groups, timeouts, stops, tails.
+
+use std::time::Duration;
+
+use backup_agent::{TokioProcessRunner, process_niceness};
+use backup_core::{
+    ExitStatus, ProcessControl, ProcessEvent, ProcessRunner, ProcessSpec, StopSignal, Stream,
+    Termination,
+};
+
+fn sh(script: &str) -> ProcessSpec {
+    ProcessSpec::new("/bin/sh").args(["-c", script])
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie (reaped later by init) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s[s.rfind(')').unwrap_or(0)..]
+                .trim_start_matches(") ")
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn the_child_runs_with_the_requested_niceness() {
+    let runner = TokioProcessRunner::new();
+    if !runner.can_nice() {
+        backup_testkit::skip("nice", "no nice binary on PATH");
+        return;
+    }
+    let mut spec = sh("cat /proc/self/stat");
+    spec.nice = Some(7);
+    let out = runner
+        .run(spec, ProcessControl::none())
+        .await
+        .expect("runs");
+    let stat = out.stdout_tail;
+    let nice: i32 = stat[stat.rfind(')').expect("comm") + 1..]
+        .split_whitespace()
+        .nth(16)
+        .expect("field 19")
+        .parse()
+        .expect("number");
+    assert_eq!(nice, 7, "the child's own niceness");
+    assert_eq!(
+        process_niceness(std::process::id()),
+        Some(0),
+        "the agent's is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_child_and_its_children() {
+    let runner = TokioProcessRunner::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The shell ignores SIGINT, so only the SIGKILL after the grace period ends it.
+    let mut spec = sh("trap '' INT; sleep 300 & echo child $!; sleep 300 & echo child $!; wait");
+    spec.timeout = Some(Duration::from_millis(500));
+    spec.grace = Duration::from_millis(300);
+    let out = runner
+        .run(
+            spec,
+            ProcessControl {
+                events: Some(tx),
+                stop: StopSignal::never(),
+            },
+        )
+        .await
+        .expect("runs");
+    assert_eq!(out.terminated, Some(Termination::TimedOut));
+    assert!(
+        matches!(out.status, ExitStatus::Signal(9)),
+        "{:?}",
+        out.status
+    );
+    let mut children = Vec::new();
+    let mut leader = None;
+    while let Ok(event) = rx.try_recv() {
+        match event {
+            ProcessEvent::Started { pid, pgid } => {
+                assert_eq!(pid, pgid, "the child leads its own process group");
+                leader = Some(pid);
+            }
+            ProcessEvent::Line {
+                stream: Stream::Stdout,
+                line,
+            } => {
+                children.push(
+                    line.trim_start_matches("child ")
+                        .parse::<u32>()
+                        .expect("pid"),
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(leader.is_some());
+    assert_eq!(children.len(), 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for pid in children {
+        assert!(!alive(pid), "grandchild {pid} outlived the timeout");
+    }
+}
+
+#[tokio::test]
+async fn a_stop_sends_sigint_first_and_waits_for_a_clean_exit() {
+    let runner = TokioProcessRunner::new();
+    let (stopper, stop) = StopSignal::pair();
+    let spec = sh("trap 'echo cleaned up; exit 130' INT; sleep 300 & wait");
+    let run = tokio::spawn(async move {
+        runner
+            .run(spec, ProcessControl { events: None, stop })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stopper.stop();
+    let out = run.await.expect("joined").expect("runs");
+    assert_eq!(out.terminated, Some(Termination::Stopped));
+    assert_eq!(
+        out.status,
+        ExitStatus::Code(130),
+        "it exited by itself on SIGINT"
+    );
+    assert!(out.stdout_tail.contains("cleaned up"));
+}
+
+#[tokio::test]
+async fn output_tails_are_bounded_and_lines_streamed() {
+    let runner = TokioProcessRunner::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut spec =
+        sh("i=0; while [ $i -lt 5000 ]; do echo line-$i; i=$((i+1)); done; echo oops >&2; exit 4");
+    spec.tail_bytes = 1000;
+    let out = runner
+        .run(
+            spec,
+            ProcessControl {
+                events: Some(tx),
+                stop: StopSignal::never(),
+            },
+        )
+        .await
+        .expect("runs");
+    assert_eq!(out.status, ExitStatus::Code(4));
+    assert!(out.stdout_tail.len() <= 1000);
+    assert!(
+        out.stdout_tail.ends_with("line-4999\n"),
+        "the tail is the end"
+    );
+    assert_eq!(out.stderr_tail, "oops\n");
+    let mut lines = 0;
+    while let Ok(event) = rx.try_recv() {
+        if matches!(
+            event,
+            ProcessEvent::Line {
+                stream: Stream::Stdout,
+                ..
+            }
+        ) {
+            lines += 1;
+        }
+    }
+    assert_eq!(lines, 5000, "every line streamed");
+}
+
+#[tokio::test]
+async fn a_missing_binary_is_an_error_not_a_panic() {
+    let runner = TokioProcessRunner::new();
+    let err = runner
+        .run(ProcessSpec::new("/no/such/restic"), ProcessControl::none())
+        .await
+        .expect_err("missing");
+    assert!(err.to_string().contains("/no/such/restic"), "{err}");
+}
