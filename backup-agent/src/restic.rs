@@ -115,7 +115,8 @@ pub fn classify(
     let failure = if (coded && code == 12) || stderr.contains("wrong password or no key found") {
         FailureKind::WrongPassword
     } else if (coded && code == 10)
-        || stderr.contains("Is there a repository at the following location?")
+        || (stderr.contains("Is there a repository at the following location?")
+            && !unreachable(stderr))
     {
         FailureKind::NoRepository
     } else if (coded && code == 11) || stderr.contains("repository is already locked") {
@@ -132,6 +133,24 @@ pub fn classify(
         kind: failure,
         message: error_message(code, stderr),
     }
+}
+
+/// Whether restic could not reach its backend at all. restic 0.14 prints "Is there a
+/// repository at the following location?" after *any* failure to read the config, including a
+/// refused connection; a backend that does not answer is no proof the repository is missing,
+/// so that failure stays retriable.
+fn unreachable(stderr: &str) -> bool {
+    [
+        "connection refused",
+        "connection reset",
+        "no such host",
+        "i/o timeout",
+        "network is unreachable",
+        "TLS handshake timeout",
+        "dial tcp",
+    ]
+    .iter()
+    .any(|needle| stderr.contains(needle))
 }
 
 /// The lines of stderr worth showing: `Fatal:` lines and their context, or the last lines.

@@ -182,9 +182,7 @@ impl StateFile {
     /// # Errors
     /// When any step fails; the old file is then intact.
     pub fn save(&self, state: &AgentState) -> Result<(), StateError> {
-        let mut state = state.clone();
-        state.version = FORMAT_VERSION;
-        let bytes = serde_json::to_vec_pretty(&state).map_err(|e| StateError {
+        let bytes = encode(state).map_err(|e| StateError {
             path: self.path.clone(),
             source: std::io::Error::other(e),
         })?;
@@ -193,6 +191,29 @@ impl StateFile {
             source,
         })
     }
+}
+
+/// The bytes of a state file (compact JSON, stamped with the format version).
+///
+/// # Errors
+/// When the state cannot be serialized (it always can).
+pub fn encode(state: &AgentState) -> serde_json::Result<Vec<u8>> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Stamped<'a> {
+        version: u32,
+        backoff: &'a BackoffTracker,
+        processes: &'a [ProcessRecord],
+        outbox: &'a [OutboxEntry],
+        counters: &'a Counters,
+    }
+    serde_json::to_vec(&Stamped {
+        version: FORMAT_VERSION,
+        backoff: &state.backoff,
+        processes: &state.processes,
+        outbox: &state.outbox,
+        counters: &state.counters,
+    })
 }
 
 /// The state in `bytes`, if they are a complete state file.

@@ -136,3 +136,21 @@ fn check_and_prune_succeed() {
         Classified::Succeeded
     );
 }
+
+#[test]
+fn an_unreachable_backend_is_retriable_though_restic_asks_for_a_repository() {
+    let r = recorded("backup_unreachable");
+    assert!(
+        r.stderr
+            .contains("Is there a repository at the following location?")
+    );
+    assert!(r.stderr.contains("connection refused"));
+    assert!(matches!(
+        classified("backup_unreachable", TaskKind::Backup),
+        Classified::Failed {
+            class: ErrorClass::Retriable,
+            kind: FailureKind::Other,
+            ..
+        }
+    ));
+}
