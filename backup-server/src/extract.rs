@@ -65,6 +65,31 @@ fn parse<T: DeserializeOwned>(bytes: &[u8], unknown: &mut Vec<String>) -> Result
     Ok(value)
 }
 
+/// Parses a tenant route's JSON body exactly as the server does: a syntax error is 400, a
+/// missing, mistyped or unknown field is 422 naming the field.
+///
+/// # Errors
+/// The [`ApiError`] the route would answer.
+pub fn parse_tenant_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut unknown = Vec::new();
+    let value = parse(bytes, &mut unknown)?;
+    if let Some(field) = unknown.into_iter().next() {
+        return Err(ApiError::invalid(
+            field.clone(),
+            format!("unknown field {field}"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Parses an agent route's JSON body exactly as the server does (unknown fields ignored).
+///
+/// # Errors
+/// The [`ApiError`] the route would answer.
+pub fn parse_agent_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse(bytes, &mut Vec::new())
+}
+
 /// A JSON body on a tenant route: unknown fields are rejected (422 naming the first).
 #[derive(Debug)]
 pub struct TenantJson<T>(pub T);
@@ -95,7 +120,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AgentJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
-        Ok(AgentJson(parse(&bytes, &mut Vec::new())?))
+        parse_agent_body(&bytes).map(AgentJson)
     }
 }
 

@@ -40,7 +40,9 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 pub use auth::{AdminAuth, AgentAuth, TenantAuth};
 pub use config::{ConfigError, LimitsConfig, SchedulerConfig, ServerConfig, env_name};
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
-pub use extract::{AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson};
+pub use extract::{
+    AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson, parse_agent_body, parse_tenant_body,
+};
 pub use openapi::openapi;
 pub use routes::app;
 pub use scheduler::{TickSummary, scheduler_tick};
