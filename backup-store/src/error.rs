@@ -48,16 +48,19 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
             sqlx::Error::Database(db) => {
                 let code = db.code().unwrap_or_default();
-                // SQLite: 5 BUSY, 6 LOCKED (and extended codes ending in them); PostgreSQL:
-                // class 08 (connection), 53 (resources), 57P (shutdown), 40001/40P01 (retry).
-                let sqlite_busy =
-                    matches!(code.parse::<i32>(), Ok(c) if c & 0xff == 5 || c & 0xff == 6);
+                // SQLite: 5 BUSY and 6 LOCKED pass; 10 IOERR, 13 FULL and 14 CANTOPEN are the
+                // machine's problem (disk, permissions), not a bug. PostgreSQL: class 08
+                // (connection), 53 (resources), 57P (shutdown), 40001/40P01 (retry).
+                let sqlite_unavailable = matches!(
+                    code.parse::<i32>(),
+                    Ok(c) if matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)
+                );
                 let pg_transient = code.starts_with("08")
                     || code.starts_with("53")
                     || code.starts_with("57P")
                     || code == "40001"
                     || code == "40P01";
-                if sqlite_busy || pg_transient {
+                if sqlite_unavailable || pg_transient {
                     StoreError::Unavailable(e.to_string())
                 } else {
                     StoreError::Internal(e.to_string())
