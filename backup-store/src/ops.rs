@@ -433,11 +433,16 @@ impl Pools {
             return Err(StoreError::NotFound("agent"));
         }
         let settings = row.settings().apply(patch)?;
-        store_settings(&mut tx, *agent.as_uuid(), &settings, SettingsSource::Api).await?;
+        store_settings(&mut *tx, *agent.as_uuid(), &settings, None).await?;
         tx.commit().await?;
         Ok(settings)
     }
 
+    /// One heartbeat. Not one transaction: the common case (nothing held, no backoff, no new
+    /// proposal) is a single `UPDATE ... RETURNING` in autocommit, which is what lets one
+    /// server take a large fleet's heartbeats. Each further step is one idempotent statement,
+    /// and the settings adoption is conditional on the source still being `agent`, so a PATCH
+    /// that lands in between wins.
     pub(crate) async fn heartbeat(
         &self,
         ctx: &Ctx,
@@ -446,57 +451,83 @@ impl Pools {
     ) -> Result<HeartbeatAnswer> {
         let now = ctx.now();
         let agent_uuid = *agent.as_uuid();
-        let mut tx = self.write().await?;
-        let sql = concat!(
-            "SELECT ",
-            settings_columns!(),
-            ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = a.id AND t.cancel_notify) AS pending_cancels ",
-            "FROM agents a WHERE a.id = $1 AND a.deleted_at IS NULL",
-            for_update!("a")
+        let pool = self.read_write();
+        let (probe_agent, probe_repositories) = backoff_state(
+            hb,
+            &Settings {
+                max_backoff_minutes: u32::MAX / 60,
+                ..Settings::default()
+            },
+            now.get(),
         );
+        let reports_backoff = probe_agent.is_some() || !probe_repositories.is_empty();
+        let sql = if reports_backoff {
+            concat!(
+                "UPDATE agents SET running_tasks = $2, queue_depth = $3, pending_retries = $4, ",
+                "agent_version = COALESCE($5, agent_version), restic_version = COALESCE($6, restic_version), ",
+                "last_heartbeat_at = $7 WHERE id = $1 AND deleted_at IS NULL RETURNING ",
+                settings_columns!(""),
+                ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = agents.id AND t.cancel_notify) AS pending_cancels"
+            )
+        } else {
+            concat!(
+                "UPDATE agents SET running_tasks = $2, queue_depth = $3, pending_retries = $4, ",
+                "agent_version = COALESCE($5, agent_version), restic_version = COALESCE($6, restic_version), ",
+                "last_heartbeat_at = $7, backoff_until = NULL, agent_backoff_until = NULL, ",
+                "backoff_repositories = '[]' WHERE id = $1 AND deleted_at IS NULL RETURNING ",
+                settings_columns!(""),
+                ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = agents.id AND t.cancel_notify) AS pending_cancels"
+            )
+        };
         let row = sqlx::query_as::<_, SettingsRow>(sql)
             .bind(agent_uuid)
-            .fetch_optional(&mut *tx)
+            .bind(i32_of(hb.running_tasks))
+            .bind(i32_of(hb.queue_depth))
+            .bind(i32_of(hb.pending_retries.unwrap_or(0)))
+            .bind(hb.agent_version.as_deref())
+            .bind(hb.restic_version.as_deref())
+            .bind(now)
+            .fetch_optional(pool)
             .await?
             .ok_or(StoreError::NotFound("agent"))?;
-        let mut settings = row.settings();
+        let current = row.settings();
+        if reports_backoff {
+            // Clamped to maxBackoffMinutes from now, replacing the previous state.
+            let (agent_until, repositories) = backoff_state(hb, &current, now.get());
+            let latest = repositories
+                .iter()
+                .map(|r| r.backoff_until)
+                .chain(agent_until)
+                .max();
+            sqlx::query(
+                "UPDATE agents SET backoff_until = $2, agent_backoff_until = $3, \
+                 backoff_repositories = $4 WHERE id = $1",
+            )
+            .bind(agent_uuid)
+            .bind(latest.map(Ts::new))
+            .bind(agent_until.map(Ts::new))
+            .bind(to_json(&repositories))
+            .execute(pool)
+            .await?;
+        }
+        let mut settings = current;
         if row.source()? == SettingsSource::Agent
             && let Some(proposal) = &hb.proposed_settings
         {
-            match settings.apply(proposal) {
-                Ok(adopted) => settings = adopted,
+            match current.apply(proposal) {
+                Ok(adopted) if adopted != current => {
+                    let done =
+                        store_settings(pool, agent_uuid, &adopted, Some(SettingsSource::Agent))
+                            .await?;
+                    if done {
+                        settings = adopted;
+                    }
+                }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(agent = %agent, error = %e, "ignoring the agent's invalid settings proposal")
                 }
             }
-        }
-        let (agent_backoff_until, repositories) = backoff_state(hb, &settings, now.get());
-        let backoff_until = repositories
-            .iter()
-            .map(|r| r.backoff_until)
-            .chain(agent_backoff_until)
-            .max()
-            .map(Ts::new);
-        sqlx::query(
-            "UPDATE agents SET running_tasks = $2, queue_depth = $3, pending_retries = $4, \
-             agent_version = COALESCE($5, agent_version), restic_version = COALESCE($6, restic_version), \
-             last_heartbeat_at = $7, backoff_until = $8, agent_backoff_until = $9, \
-             backoff_repositories = $10 WHERE id = $1",
-        )
-        .bind(agent_uuid)
-        .bind(i32_of(hb.running_tasks))
-        .bind(i32_of(hb.queue_depth))
-        .bind(i32_of(hb.pending_retries.unwrap_or(0)))
-        .bind(hb.agent_version.as_deref())
-        .bind(hb.restic_version.as_deref())
-        .bind(now)
-        .bind(backoff_until)
-        .bind(agent_backoff_until.map(Ts::new))
-        .bind(to_json(&repositories))
-        .execute(&mut *tx)
-        .await?;
-        if settings != row.settings() {
-            store_settings(&mut tx, agent_uuid, &settings, SettingsSource::Agent).await?;
         }
 
         let held: Vec<Uuid> = hb
@@ -517,7 +548,7 @@ impl Pools {
             for id in chunk {
                 q = q.bind(*id);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(pool).await?;
             let sql = format!(
                 "SELECT id FROM tasks WHERE agent_id = $1 AND status = 'cancelled' AND id IN ({})",
                 placeholders(2, chunk.len())
@@ -526,22 +557,19 @@ impl Pools {
             for id in chunk {
                 q = q.bind(*id);
             }
-            cancel_task_ids.extend(q.fetch_all(&mut *tx).await?);
+            cancel_task_ids.extend(q.fetch_all(pool).await?);
         }
-        let notified: Vec<Uuid> = if row.pending_cancels > 0 {
-            sqlx::query_scalar(
+        if row.pending_cancels > 0 {
+            let notified: Vec<Uuid> = sqlx::query_scalar(
                 "UPDATE tasks SET cancel_notify = FALSE WHERE agent_id = $1 AND cancel_notify RETURNING id",
             )
             .bind(agent_uuid)
-            .fetch_all(&mut *tx)
-            .await?
-        } else {
-            Vec::new()
-        };
-        tx.commit().await?;
-        for id in notified {
-            if !cancel_task_ids.contains(&id) {
-                cancel_task_ids.push(id);
+            .fetch_all(pool)
+            .await?;
+            for id in notified {
+                if !cancel_task_ids.contains(&id) {
+                    cancel_task_ids.push(id);
+                }
             }
         }
         Ok(HeartbeatAnswer {
@@ -1395,18 +1423,24 @@ impl Pools {
     }
 }
 
-async fn store_settings(
-    tx: &mut Tx,
+/// Writes `s`; with `only_while` set, only if the agent's source still is that one (a PATCH
+/// wins over a proposal that raced it). Returns whether the row was written.
+async fn store_settings<'e, E>(
+    executor: E,
     agent: Uuid,
     s: &Settings,
-    source: SettingsSource,
-) -> Result<()> {
-    sqlx::query(
+    only_while: Option<SettingsSource>,
+) -> Result<bool>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    let source = only_while.unwrap_or(SettingsSource::Api);
+    let done = sqlx::query(
         "UPDATE agents SET max_concurrent_tasks = $2, max_concurrent_backups = $3, \
          max_concurrent_checks = $4, max_concurrent_prunes = $5, cpu_quota_percent = $6, \
          bandwidth_limit_mbps = $7, max_retries = $8, max_backoff_minutes = $9, \
          backoff_base_seconds = $10, backoff_failure_threshold = $11, settings_source = $12 \
-         WHERE id = $1",
+         WHERE id = $1 AND ($13 IS NULL OR settings_source = $13)",
     )
     .bind(agent)
     .bind(i32_of(s.max_concurrent_tasks))
@@ -1420,9 +1454,10 @@ async fn store_settings(
     .bind(i32_of(s.backoff_base_seconds))
     .bind(i32_of(s.backoff_failure_threshold))
     .bind(source.as_str())
-    .execute(&mut **tx)
+    .bind(only_while.map(SettingsSource::as_str))
+    .execute(executor)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 async fn agent_settings(tx: &mut Tx, agent: Uuid) -> Result<Settings> {

@@ -43,6 +43,7 @@ impl Pools {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            .acquire_slow_threshold(Duration::from_secs(2))
             .connect_with(options)
             .await?;
         Ok(Self { pool })

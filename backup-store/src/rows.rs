@@ -69,18 +69,38 @@ pub(crate) struct AgentRow {
     pub retry_pending: i64,
 }
 
-/// An agent's settings columns, with the seed's defaults for NULLs of rows older than its
+/// An agent's settings columns (`$p` is the table's qualifier, `"a."` or `""`), with the seed's defaults for NULLs of rows older than its
 /// migrations.
 macro_rules! settings_columns {
-    () => {
+    ($p:literal) => {
         concat!(
-            "COALESCE(a.max_concurrent_tasks, 1) AS max_concurrent_tasks, ",
-            "COALESCE(a.max_concurrent_backups, 1) AS max_concurrent_backups, ",
-            "COALESCE(a.max_concurrent_checks, 1) AS max_concurrent_checks, ",
-            "COALESCE(a.max_concurrent_prunes, 1) AS max_concurrent_prunes, ",
-            "COALESCE(a.cpu_quota_percent, 50) AS cpu_quota_percent, a.bandwidth_limit_mbps, ",
-            "a.max_retries, a.max_backoff_minutes, a.backoff_base_seconds, a.backoff_failure_threshold, ",
-            "a.settings_source"
+            "COALESCE(",
+            $p,
+            "max_concurrent_tasks, 1) AS max_concurrent_tasks, ",
+            "COALESCE(",
+            $p,
+            "max_concurrent_backups, 1) AS max_concurrent_backups, ",
+            "COALESCE(",
+            $p,
+            "max_concurrent_checks, 1) AS max_concurrent_checks, ",
+            "COALESCE(",
+            $p,
+            "max_concurrent_prunes, 1) AS max_concurrent_prunes, ",
+            "COALESCE(",
+            $p,
+            "cpu_quota_percent, 50) AS cpu_quota_percent, ",
+            $p,
+            "bandwidth_limit_mbps, ",
+            $p,
+            "max_retries, ",
+            $p,
+            "max_backoff_minutes, ",
+            $p,
+            "backoff_base_seconds, ",
+            $p,
+            "backoff_failure_threshold, ",
+            $p,
+            "settings_source"
         )
     };
 }
@@ -92,7 +112,7 @@ macro_rules! agent_columns {
     ($now:literal) => {
         concat!(
             "a.id, a.tenant_id, a.name, a.hostname, ",
-            $crate::rows::settings_columns!(),
+            $crate::rows::settings_columns!("a."),
             ", a.agent_version, a.restic_version, a.last_heartbeat_at, ",
             "COALESCE(a.running_tasks, 0) AS running_tasks, COALESCE(a.queue_depth, 0) AS queue_depth, ",
             "a.backoff_until, a.backoff_repositories, ",

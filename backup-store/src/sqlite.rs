@@ -73,11 +73,13 @@ impl Pools {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .acquire_slow_threshold(Duration::from_secs(10))
             .connect_with(tuned.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
+            .acquire_slow_threshold(Duration::from_secs(10))
             .connect_with(tuned.read_only(true))
             .await?;
         Ok(Self { writer, reader })

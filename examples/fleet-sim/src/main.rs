@@ -41,9 +41,13 @@ struct Args {
     /// Seconds between one agent's claims.
     #[arg(long, default_value_t = 30)]
     claim_secs: u64,
-    /// How long to measure, after setup.
+    /// How long to run the fleet, after setup.
     #[arg(long, default_value_t = 120)]
     duration_secs: u64,
+    /// Seconds at the start not counted in the figures (the first claims of a new fleet all
+    /// find a task: every policy is due when created).
+    #[arg(long, default_value_t = 0)]
+    warmup_secs: u64,
     /// One `every 1h` backup policy per agent, so some claims return work.
     #[arg(long, default_value_t = true)]
     policies: bool,
@@ -206,11 +210,13 @@ async fn main() -> Result<()> {
     let samples = Arc::new(Mutex::new(Samples::default()));
     let started = Instant::now();
     let end = started + Duration::from_secs(args.duration_secs);
+    let measure_from = started + Duration::from_secs(args.warmup_secs);
     let n = agents.len();
     let mut sims = Vec::with_capacity(n);
     for (i, (id, token)) in agents.into_iter().enumerate() {
         let (http, base, samples, args) =
             (http.clone(), base.clone(), samples.clone(), args.clone());
+        let counted = move |at: Instant| at >= measure_from;
         sims.push(tokio::spawn(async move {
             // Spread the fleet evenly over the intervals.
             let phase = |every: u64| Duration::from_secs_f64(every as f64 * i as f64 / n as f64);
@@ -227,10 +233,12 @@ async fn main() -> Result<()> {
                     let t = Instant::now();
                     let r = post(&http, format!("{base}/agents/{id}/heartbeat"), &token, json!({"runningTasks": 0, "queueDepth": 0})).await;
                     let us = t.elapsed().as_micros() as u32;
-                    let mut s = samples.lock().await;
-                    s.heartbeat.push(us);
-                    if let Err(e) = r {
-                        s.errors.push(format!("heartbeat: {e}"));
+                    if counted(t) {
+                        let mut s = samples.lock().await;
+                        s.heartbeat.push(us);
+                        if let Err(e) = r {
+                            s.errors.push(format!("heartbeat: {e}"));
+                        }
                     }
                 } else {
                     next_claim += Duration::from_secs(args.claim_secs);
@@ -240,11 +248,15 @@ async fn main() -> Result<()> {
                     let tasks = match r {
                         Ok(body) => body["tasks"].as_array().cloned().unwrap_or_default(),
                         Err(e) => {
-                            samples.lock().await.errors.push(format!("claim: {e}"));
+                            if counted(t) {
+                                samples.lock().await.errors.push(format!("claim: {e}"));
+                            }
                             Vec::new()
                         }
                     };
-                    samples.lock().await.claim.push(us);
+                    if counted(t) {
+                        samples.lock().await.claim.push(us);
+                    }
                     for task in tasks {
                         let (task_id, attempt) = (task["id"].as_str().unwrap_or_default().to_owned(), task["attempt"].clone());
                         let t = Instant::now();
@@ -253,6 +265,9 @@ async fn main() -> Result<()> {
                         let t = Instant::now();
                         let r2 = post(&http, format!("{base}/tasks/{task_id}/result"), &token, json!({"attempt": attempt, "outcome": "succeeded", "snapshotId": "5151a5a5"})).await;
                         let result_us = t.elapsed().as_micros() as u32;
+                        if !counted(t) {
+                            continue;
+                        }
                         let mut s = samples.lock().await;
                         s.start.push(start_us);
                         s.result.push(result_us);
@@ -267,16 +282,17 @@ async fn main() -> Result<()> {
     for s in sims {
         s.await?;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = measure_from.elapsed().as_secs_f64();
     let mut s = Arc::try_unwrap(samples)
         .map_err(|_| anyhow::anyhow!("simulation still running"))?
         .into_inner();
     let total = s.heartbeat.len() + s.claim.len() + s.start.len() + s.result.len();
     println!(
-        "{n} agents, heartbeat every {} s, claim every {} s, {:.0} s measured: {total} requests, {:.1} requests/s, {} errors",
+        "{n} agents, heartbeat every {} s, claim every {} s, {:.0} s measured (after {} s warm-up): {total} requests, {:.1} requests/s, {} errors",
         args.heartbeat_secs,
         args.claim_secs,
         elapsed,
+        args.warmup_secs,
         total as f64 / elapsed,
         s.errors.len()
     );
