@@ -907,13 +907,16 @@ impl Agent {
         }
     }
 
-    /// Makes sure the repository exists: created when `initIfMissing`, else a permanent error.
+    /// Makes sure a repository with `initIfMissing` exists, creating it once per agent process.
     async fn ensure_repository(
         &self,
         name: &str,
         repo: &RepositoryConfig,
     ) -> Result<(), (ErrorClass, String)> {
-        if lock(&self.inner.checked_repositories).contains(name) {
+        // Only a repository the agent may create needs a probe: for any other, the real
+        // command meets a missing repository itself (a permanent failure), and opening a
+        // repository costs a key derivation (hundreds of milliseconds) worth not paying twice.
+        if !repo.init_if_missing || lock(&self.inner.checked_repositories).contains(name) {
             return Ok(());
         }
         let version = self.inner.restic_version;

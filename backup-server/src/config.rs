@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub scheduler: SchedulerConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// The dashboard.
+    pub ui: UiConfig,
 }
 
 impl Default for ServerConfig {
@@ -33,8 +35,18 @@ impl Default for ServerConfig {
             admin_token: None,
             scheduler: SchedulerConfig::default(),
             limits: LimitsConfig::default(),
+            ui: UiConfig::default(),
         }
     }
+}
+
+/// `ui.*`: the dashboard at `/ui`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Signs session cookies; set the same value on every replica (at least 32 characters).
+    /// Without it a random key is made at start and sessions end with the process.
+    pub session_secret: Option<String>,
 }
 
 /// `scheduler.*`.
@@ -110,6 +122,7 @@ const KEYS: &[(&[&str], Kind)] = &[
     (&["scheduler", "offlineAfterSeconds"], Kind::Number),
     (&["limits", "requestTimeoutSeconds"], Kind::Number),
     (&["limits", "agentRequestsPerSecond"], Kind::Number),
+    (&["ui", "sessionSecret"], Kind::Text),
 ];
 
 /// `tickSeconds` -> `TICK_SECONDS`.
@@ -225,6 +238,16 @@ impl ServerConfig {
                 "database: {:?} is not a sqlite:// or postgres:// URL",
                 self.database
             )));
+        }
+        if self
+            .ui
+            .session_secret
+            .as_deref()
+            .is_some_and(|t| t.len() < 32)
+        {
+            return Err(ConfigError(
+                "ui.sessionSecret: too short; use at least 32 characters".into(),
+            ));
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError(

@@ -30,6 +30,7 @@ mod openapi;
 mod routes;
 mod scheduler;
 mod state;
+mod ui;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -38,7 +39,7 @@ use backup_store::{Store, StoreConfig};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 pub use auth::{AdminAuth, AgentAuth, TenantAuth};
-pub use config::{ConfigError, LimitsConfig, SchedulerConfig, ServerConfig, env_name};
+pub use config::{ConfigError, LimitsConfig, SchedulerConfig, ServerConfig, UiConfig, env_name};
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
 pub use extract::{
     AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson, parse_agent_body, parse_tenant_body,

@@ -10,7 +10,7 @@ use backup_store::Store;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::{ApiError, ServerConfig, metrics::Metrics};
+use crate::{ApiError, ServerConfig, metrics::Metrics, ui::SessionKey};
 
 /// The server's shared state; cheap to clone.
 #[derive(Clone, Debug)]
@@ -25,6 +25,7 @@ struct Inner {
     metrics: Metrics,
     started_at: DateTime<Utc>,
     buckets: Mutex<HashMap<AgentId, Bucket>>,
+    session_key: SessionKey,
 }
 
 /// A token bucket: `rate` tokens a second, up to `2 * rate`.
@@ -38,6 +39,7 @@ impl AppState {
     /// State over an open store. The scheduler counts its lease grace from now.
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let started_at = store.clock().now();
+        let session_key = SessionKey::new(config.ui.session_secret.as_deref());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -45,6 +47,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 started_at,
                 buckets: Mutex::new(HashMap::new()),
+                session_key,
             }),
         }
     }
@@ -57,6 +60,10 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn session_key(&self) -> &SessionKey {
+        &self.inner.session_key
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {

@@ -318,6 +318,16 @@ impl Store {
         on_backend!(self, p => p.tenant_token_matches(tenant, token))
     }
 
+    /// Whether `hash` (hex SHA-256 of a token) is the tenant's current token hash (constant
+    /// time). The dashboard's sessions keep the hash of the token they were opened with, so a
+    /// rotated token ends them.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn tenant_token_hash_matches(&self, tenant: TenantId, hash: &str) -> Result<bool> {
+        on_backend!(self, p => p.tenant_token_hash_matches(tenant, hash))
+    }
+
     /// Issues a new tenant token; the old one stops working.
     ///
     /// # Errors

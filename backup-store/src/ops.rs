@@ -202,6 +202,19 @@ impl Pools {
         Ok(stored.is_some_and(|h| token::matches(presented, &h)))
     }
 
+    pub(crate) async fn tenant_token_hash_matches(
+        &self,
+        tenant: TenantId,
+        hash: &str,
+    ) -> Result<bool> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT token_hash FROM tenants WHERE id = $1")
+                .bind(*tenant.as_uuid())
+                .fetch_optional(self.read())
+                .await?;
+        Ok(stored.is_some_and(|h| token::same_hash(&h, hash)))
+    }
+
     pub(crate) async fn rotate_tenant_token(&self, tenant: TenantId) -> Result<String> {
         let token = token::generate(TokenKind::Tenant)?;
         let done = sqlx::query("UPDATE tenants SET token_hash = $2 WHERE id = $1")

@@ -391,6 +391,10 @@ async fn main() -> Result<()> {
     if outcome.is_ok() && !interrupted {
         println!("\nThe demo keeps running. Server: {base}");
         println!(
+            "Dashboard: {base}/ui (log in with tenant id {} and token {})",
+            api.tenant, api.token
+        );
+        println!(
             "Try:  curl -s -H 'X-Tenant-ID: {}' -H 'Authorization: Bearer {}' {base}/tasks",
             api.tenant, api.token
         );

@@ -3,8 +3,10 @@
 
 mod harness;
 
+mod browser;
 mod openapi;
 mod replicas;
 mod routes;
 mod scheduler;
 mod socket;
+mod ui;

@@ -132,6 +132,7 @@ async fn main() -> Result<()> {
                     tick_seconds: 2,
                     ..Default::default()
                 },
+                ..Default::default()
             };
             let server = backup_server::Server::start(config, Arc::new(SystemClock)).await?;
             let url = server.url();

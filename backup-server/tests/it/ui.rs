@@ -1,0 +1,494 @@
+//! The dashboard's pages and forms, through `app()`.
+
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use http_body_util::BodyExt;
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::harness::{Auth, Harness, Kind, backup_policy};
+
+/// A browser of sorts: a cookie jar, form posts, and the page's CSRF token.
+struct Browser<'a> {
+    h: &'a Harness,
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    html: String,
+}
+
+impl Page {
+    fn csrf(&self) -> String {
+        let at = self
+            .html
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a csrf token");
+        let rest = &self.html[at + 19..];
+        rest[..rest.find('"').expect("end")].to_owned()
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(h: &'a Harness) -> Self {
+        Browser {
+            h,
+            cookies: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut req = Request::builder().method(method).uri(path);
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req = req.header(header::COOKIE, jar.join("; "));
+        }
+        let body = match form {
+            Some(fields) => {
+                req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(serde_urlencoded::to_string(fields).expect("form"))
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .h
+            .router
+            .clone()
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("infallible");
+        for set in response.headers().get_all(header::SET_COOKIE) {
+            let text = set.to_str().expect("ascii");
+            let pair = text.split(';').next().expect("pair");
+            let (k, v) = pair.split_once('=').expect("k=v");
+            self.cookies.retain(|(name, _)| name != k);
+            if !v.is_empty() && !text.contains("Max-Age=0") {
+                self.cookies.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let html = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec(),
+        )
+        .expect("utf8");
+        Page {
+            status,
+            location,
+            html,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send(Method::GET, path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send(Method::POST, path, Some(form)).await
+    }
+
+    async fn login(&mut self, tenant: &backup_core::TenantCreated) -> Page {
+        let form = self.get("/ui/login").await;
+        let csrf = form.csrf();
+        self.post(
+            "/ui/login",
+            &[
+                ("csrf", &csrf),
+                ("tenantId", &tenant.id.to_string()),
+                ("token", &tenant.token),
+            ],
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn login_is_required_and_wrong_tokens_see_nothing() {
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    h.agent(&t, "secret-agent").await;
+    let mut b = Browser::new(&h);
+    for path in ["/ui", "/ui/policies", "/ui/fragments/agents"] {
+        let p = b.get(path).await;
+        assert_eq!(
+            (p.status, p.location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/ui/login")),
+            "{path}"
+        );
+    }
+    let form = b.get("/ui/login").await;
+    assert_eq!(form.status, StatusCode::OK);
+    let wrong = b
+        .post(
+            "/ui/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("tenantId", &t.id.to_string()),
+                ("token", "rft_t_wrong"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        !wrong.html.contains("secret-agent"),
+        "a wrong token sees no data"
+    );
+    assert!(!b.cookies.iter().any(|(k, _)| k == "backup_session"));
+    let no_csrf = b
+        .post(
+            "/ui/login",
+            &[("tenantId", &t.id.to_string()), ("token", &t.token)],
+        )
+        .await;
+    assert_eq!(
+        no_csrf.status,
+        StatusCode::FORBIDDEN,
+        "the login form is CSRF-protected too"
+    );
+    let ok = b.login(&t).await;
+    assert_eq!(
+        (ok.status, ok.location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/ui"))
+    );
+    let session = b
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "backup_session")
+        .expect("session cookie")
+        .1
+        .clone();
+    assert!(
+        !session.contains(&t.token),
+        "the token itself is not in the cookie"
+    );
+    let home = b.get("/ui").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.html.contains("secret-agent"));
+    // Logging out ends the session.
+    let csrf = home.csrf();
+    let out = b.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location.as_deref(), Some("/ui/login"));
+    assert_eq!(b.get("/ui").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_tampered_cookie_or_a_rotated_token_ends_the_session() {
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    let mut b = Browser::new(&h);
+    b.login(&t).await;
+    assert_eq!(b.get("/ui").await.status, StatusCode::OK);
+    let good = b.cookies.clone();
+    for (k, v) in &mut b.cookies {
+        if k == "backup_session" {
+            // Claim another tenant with the same signature.
+            let other = uuid::Uuid::new_v4().to_string();
+            let parts: Vec<&str> = v.split('.').collect();
+            *v = format!("{}.{}.{}", parts[0], other, parts[2..].join("."));
+        }
+    }
+    assert_eq!(
+        b.get("/ui").await.status,
+        StatusCode::SEE_OTHER,
+        "a tampered cookie is no session"
+    );
+    b.cookies = good;
+    h.post("/token/rotate", &Auth::tenant(&t), json!({})).await;
+    assert_eq!(
+        b.get("/ui").await.status,
+        StatusCode::SEE_OTHER,
+        "rotating the token ends sessions"
+    );
+}
+
+#[tokio::test]
+async fn pages_show_only_the_tenants_own_objects_escaped() {
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    let other = h.tenant("other").await;
+    let (mine, _) = h.agent(&t, "<script>alert(1)</script>").await;
+    let (theirs, _) = h.agent(&other, "their-agent").await;
+    h.policy(&other, backup_policy(&theirs)).await;
+    let mut b = Browser::new(&h);
+    b.login(&t).await;
+    let home = b.get("/ui").await;
+    assert!(
+        home.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped"
+    );
+    assert!(!home.html.contains("<script>alert(1)"), "never raw");
+    assert!(!home.html.contains("their-agent"));
+    let fragment = b.get("/ui/fragments/agents").await;
+    assert!(fragment.html.contains("&lt;script&gt;") && !fragment.html.contains("their-agent"));
+    assert_eq!(
+        b.get(&format!("/ui/agents/{theirs}")).await.status,
+        StatusCode::NOT_FOUND,
+        "another tenant's agent"
+    );
+    assert_eq!(
+        b.get(&format!("/ui/agents/{mine}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        b.get("/ui/agents/not-a-uuid").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let policies = b.get("/ui/policies").await;
+    assert!(
+        !policies.html.contains("their-agent") && !policies.html.contains("hourly"),
+        "no foreign policies"
+    );
+}
+
+#[tokio::test]
+async fn the_settings_form_validates_like_the_api() {
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    let (agent, _) = h.agent(&t, "db-1").await;
+    let mut b = Browser::new(&h);
+    b.login(&t).await;
+    let page = b.get(&format!("/ui/agents/{agent}")).await;
+    let csrf = page.csrf();
+    let mut form: Vec<(&str, String)> = vec![
+        ("csrf", csrf.clone()),
+        ("maxConcurrentTasks", "2".into()),
+        ("maxConcurrentBackups", "1".into()),
+        ("maxConcurrentChecks", "1".into()),
+        ("maxConcurrentPrunes", "1".into()),
+        ("cpuQuotaPercent", "150".into()),
+        ("bandwidthLimitMbps", "".into()),
+        ("maxRetries", "5".into()),
+        ("maxBackoffMinutes", "60".into()),
+        ("backoffBaseSeconds", "60".into()),
+        ("backoffFailureThreshold", "3".into()),
+    ];
+    let as_ref = |f: &Vec<(&'static str, String)>| {
+        f.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
+    };
+    let pairs = as_ref(&form);
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bad = b.post(&format!("/ui/agents/{agent}/settings"), &refs).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let at = bad.html.find("id=\"cpuQuotaPercent\"").expect("the field");
+    let near = &bad.html[at..at + 400];
+    assert!(
+        near.contains("class=\"error\"") && near.contains("1-100"),
+        "the error stands beside the field: {near}"
+    );
+    assert!(
+        bad.html.contains("value=\"150\""),
+        "the submitted value is kept"
+    );
+    let api = h.get(&format!("/agents/{agent}"), &Auth::tenant(&t)).await;
+    assert_eq!(
+        api.body["settings"]["cpuQuotaPercent"], 50,
+        "nothing stored"
+    );
+
+    form[5].1 = "not a number".into();
+    let pairs = as_ref(&form);
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let nan = b.post(&format!("/ui/agents/{agent}/settings"), &refs).await;
+    assert_eq!(nan.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(nan.html.contains("not a whole number"));
+
+    form[5].1 = "70".into();
+    form[6].1 = "20".into();
+    let pairs = as_ref(&form);
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let good = b.post(&format!("/ui/agents/{agent}/settings"), &refs).await;
+    assert_eq!(good.status, StatusCode::SEE_OTHER);
+    let api = h.get(&format!("/agents/{agent}"), &Auth::tenant(&t)).await;
+    assert_eq!(
+        (
+            api.body["settings"]["cpuQuotaPercent"].clone(),
+            api.body["settings"]["bandwidthLimitMbps"].clone()
+        ),
+        (json!(70), json!(20))
+    );
+
+    let forged = b
+        .post(
+            &format!("/ui/agents/{agent}/settings"),
+            &[("csrf", "forged"), ("maxConcurrentTasks", "9")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "CSRF");
+}
+
+#[tokio::test]
+async fn tasks_can_be_cancelled_and_policies_managed() {
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    let (agent, _) = h.agent(&t, "db-1").await;
+    let p = h.policy(&t, backup_policy(&agent)).await;
+    let run = h
+        .post(
+            &format!("/policies/{}/run", p["id"].as_str().expect("id")),
+            &Auth::tenant(&t),
+            json!({}),
+        )
+        .await;
+    let task = run.body["id"].as_str().expect("task").to_owned();
+    let mut b = Browser::new(&h);
+    b.login(&t).await;
+    let page = b.get(&format!("/ui/agents/{agent}")).await;
+    assert!(
+        page.html.contains(&format!("/ui/tasks/{task}/cancel")),
+        "a cancel button"
+    );
+    assert!(
+        page.html.contains("0 of 5"),
+        "retry metadata: retries of the budget"
+    );
+    let csrf = page.csrf();
+    let cancelled = b
+        .post(
+            &format!("/ui/tasks/{task}/cancel"),
+            &[("csrf", &csrf), ("agent", &agent)],
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        h.get(&format!("/tasks/{task}"), &Auth::tenant(&t))
+            .await
+            .body["status"],
+        "cancelled"
+    );
+
+    let policies = b.get("/ui/policies").await;
+    let csrf = policies.csrf();
+    let bad = b
+        .post(
+            "/ui/policies",
+            &[
+                ("csrf", &csrf),
+                ("name", "nightly"),
+                ("agentId", &agent),
+                ("kind", "backup"),
+                ("every", "6h"),
+                ("repository", "main"),
+                ("paths", ""),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.html.contains("at least one path"),
+        "the reason is shown"
+    );
+    let good = b
+        .post(
+            "/ui/policies",
+            &[
+                ("csrf", &csrf),
+                ("name", "nightly <b>"),
+                ("agentId", &agent),
+                ("kind", "backup"),
+                ("cron", "0 3 * * *"),
+                ("timezone", "Europe/Berlin"),
+                ("repository", "main"),
+                ("paths", "/srv\n/etc"),
+            ],
+        )
+        .await;
+    assert_eq!(good.status, StatusCode::SEE_OTHER, "{}", good.html);
+    let list = h.get("/policies", &Auth::tenant(&t)).await;
+    let created = list.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| p["name"] == "nightly <b>")
+        .expect("created")
+        .clone();
+    assert_eq!(created["paths"], json!(["/srv", "/etc"]));
+    let id = created["id"].as_str().expect("id").to_owned();
+    let shown = b.get("/ui/policies").await;
+    assert!(shown.html.contains("nightly &lt;b&gt;"));
+    let off = b
+        .post(
+            &format!("/ui/policies/{id}/enabled"),
+            &[("csrf", &csrf), ("enabled", "false")],
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        h.get(&format!("/policies/{id}"), &Auth::tenant(&t))
+            .await
+            .body["enabled"],
+        false
+    );
+    let run = b
+        .post(&format!("/ui/policies/{id}/run"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        run.location.as_deref(),
+        Some("/ui/policies?notice=Task+created")
+    );
+    let again = b
+        .post(&format!("/ui/policies/{id}/run"), &[("csrf", &csrf)])
+        .await;
+    assert!(
+        again
+            .location
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Not%20started"),
+        "409 shows as a notice"
+    );
+}
+
+#[tokio::test]
+async fn badges_show_saturation_and_backoff() {
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    let busy = h.agent(&t, "busy").await;
+    let slow = h.agent(&t, "slow").await;
+    h.heartbeat(&busy, json!({"runningTasks": 1, "queueDepth": 20}))
+        .await;
+    h.heartbeat(
+        &slow,
+        json!({"runningTasks": 0, "queueDepth": 0, "agentBackoffSeconds": 600}),
+    )
+    .await;
+    let mut b = Browser::new(&h);
+    b.login(&t).await;
+    let home = b.get("/ui").await;
+    assert!(home.html.contains("badge saturated"), "{}", home.html);
+    assert!(
+        home.html
+            .contains("Backoff active until 2026-03-01 00:10:00 UTC"),
+        "{}",
+        home.html
+    );
+}

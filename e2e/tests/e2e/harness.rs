@@ -1,0 +1,550 @@
+//! Processes under test and what the tests look at: the API, restic's repositories, the
+//! process table.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use backup_testkit::TestDatabase;
+use serde_json::{Value, json};
+
+pub(crate) const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
+
+/// Which database the server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A workspace binary next to this test's executable (target/<profile>/).
+pub(crate) fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo test --workspace` (or build -p backup-server -p backup-agent first)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn terminate(child: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// What every test needs: a temp dir, restic, and a database URL for the server.
+pub(crate) struct World {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) database: String,
+    _db: Option<TestDatabase>,
+}
+
+impl World {
+    /// `None` (after a printed notice) when restic, or PostgreSQL for `Db::Postgres`, is absent.
+    pub(crate) async fn new(db: Db) -> Option<World> {
+        backup_testkit::restic()?;
+        let dir = tempfile::tempdir().expect("dir");
+        let (database, handle) = match db {
+            Db::Sqlite => (
+                format!("sqlite://{}", dir.path().join("server.db").display()),
+                None,
+            ),
+            Db::Postgres => {
+                let db = TestDatabase::create().await?;
+                (db.url.clone(), Some(db))
+            }
+        };
+        Some(World {
+            dir,
+            database,
+            _db: handle,
+        })
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A password file and an initialized repository.
+    pub(crate) fn repository(&self, name: &str) -> (PathBuf, PathBuf) {
+        let password = self.path(&format!("{name}.password"));
+        std::fs::write(&password, format!("password of {name}\n")).expect("password");
+        let repo = self.path(name);
+        let out = restic(&repo, &password, &self.path("cache"))
+            .arg("init")
+            .output()
+            .expect("restic init");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (repo, password)
+    }
+
+    /// A directory of `files` files of `size` pseudo-random bytes.
+    pub(crate) fn data(&self, name: &str, files: usize, size: usize) -> PathBuf {
+        let dir = self.path(name);
+        std::fs::create_dir_all(&dir).expect("data dir");
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ name.len() as u64;
+        for f in 0..files {
+            let mut bytes = vec![0u8; size];
+            for b in &mut bytes {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            std::fs::write(dir.join(format!("file-{f}.bin")), bytes).expect("file");
+        }
+        dir
+    }
+}
+
+/// restic on a repository, for setting up and checking from outside the agent.
+pub(crate) fn restic(repo: &Path, password: &Path, cache: &Path) -> Command {
+    let mut c = Command::new("restic");
+    c.env("RESTIC_REPOSITORY", repo)
+        .env("RESTIC_PASSWORD_FILE", password)
+        .env("RESTIC_CACHE_DIR", cache);
+    c
+}
+
+pub(crate) fn snapshots(repo: &Path, password: &Path, cache: &Path) -> Vec<Value> {
+    let out = restic(repo, password, cache)
+        .args(["snapshots", "--json", "--no-lock"])
+        .output()
+        .expect("restic snapshots");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("snapshots json")
+}
+
+/// A `backup-server` process.
+pub(crate) struct ServerProc {
+    pub(crate) url: String,
+    port: u16,
+    database: String,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ServerProc {
+    pub(crate) fn start(world: &World, name: &str) -> ServerProc {
+        let mut s = ServerProc {
+            url: String::new(),
+            port: free_port(),
+            database: world.database.clone(),
+            log: world.path(&format!("{name}.log")),
+            child: None,
+        };
+        s.url = format!("http://127.0.0.1:{}", s.port);
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(bin("backup-server"))
+            .env("BACKUP_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("BACKUP_SERVER_DATABASE", &self.database)
+            .env("BACKUP_SERVER_ADMIN_TOKEN", ADMIN)
+            .env("BACKUP_SERVER_SCHEDULER__TICK_SECONDS", "1")
+            .env("BACKUP_SERVER_SCHEDULER__LEASE_SECONDS", "20")
+            .env("BACKUP_SERVER_SCHEDULER__OFFLINE_AFTER_SECONDS", "30")
+            .env("BACKUP_SERVER_LIMITS__AGENT_REQUESTS_PER_SECOND", "0")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("backup-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and database.
+    pub(crate) fn restart(&mut self) {
+        self.spawn();
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+        }
+    }
+}
+
+/// The API as a tenant.
+pub(crate) struct Api {
+    pub(crate) url: String,
+    tenant: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub(crate) async fn new(server: &ServerProc) -> Api {
+        let http = reqwest::Client::new();
+        let tenant: Value = http
+            .post(format!("{}/tenants", server.url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"name": "e2e"}))
+            .send()
+            .await
+            .expect("tenant")
+            .json()
+            .await
+            .expect("json");
+        Api {
+            url: server.url.clone(),
+            tenant: tenant["id"].as_str().expect("id").into(),
+            token: tenant["token"].as_str().expect("token").into(),
+            http,
+        }
+    }
+
+    /// The same tenant through another server (a replica).
+    pub(crate) fn via(&self, server: &ServerProc) -> Api {
+        Api {
+            url: server.url.clone(),
+            tenant: self.tenant.clone(),
+            token: self.token.clone(),
+            http: self.http.clone(),
+        }
+    }
+
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .header("X-Tenant-ID", &self.tenant);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        match req.send().await {
+            Ok(answer) => {
+                let status = answer.status().as_u16();
+                (status, answer.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {body}");
+        body
+    }
+
+    /// Every item of a list (all pages).
+    pub(crate) async fn all(&self, path: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = match &cursor {
+                Some(c) => format!("{path}{sep}limit=500&cursor={c}"),
+                None => format!("{path}{sep}limit=500"),
+            };
+            let (status, body) = self.call(reqwest::Method::GET, &page, None).await;
+            assert_eq!(status, 200, "GET {page}: {body}");
+            items.extend(body["items"].as_array().cloned().unwrap_or_default());
+            match body["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return items,
+            }
+        }
+    }
+
+    pub(crate) async fn agent(&self, name: &str) -> (String, String) {
+        let a = self
+            .post("/agents", json!({"name": name, "hostname": name}))
+            .await;
+        (
+            a["id"].as_str().expect("id").into(),
+            a["token"].as_str().expect("token").into(),
+        )
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `secs` pass.
+pub(crate) async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// A `backup-agent` process with its YAML configuration.
+pub(crate) struct AgentProc {
+    config: PathBuf,
+    log: PathBuf,
+    pub(crate) state_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl AgentProc {
+    /// `extra` is appended to the YAML (settings proposals); `repositories` are (name, url, password).
+    pub(crate) fn start(
+        world: &World,
+        name: &str,
+        server_url: &str,
+        agent: &(String, String),
+        repositories: &[(&str, &Path, &Path)],
+        extra: &str,
+    ) -> AgentProc {
+        let state_dir = world.path(&format!("{name}-state"));
+        let mut yaml = format!(
+            "orchestratorUrl: {server_url}\npollingIntervalSeconds: 1\nheartbeatIntervalSeconds: 1\nagentId: {}\ntoken: {}\nstateDir: {}\nstopGraceSeconds: 2\nbackoffBaseSeconds: 1\n{extra}repositories:\n",
+            agent.0,
+            agent.1,
+            state_dir.display()
+        );
+        for (repo, url, password) in repositories {
+            yaml.push_str(&format!(
+                "  {repo}:\n    url: {}\n    passwordFile: {}\n",
+                url.display(),
+                password.display()
+            ));
+        }
+        let config = world.path(&format!("{name}.yaml"));
+        std::fs::write(&config, yaml).expect("agent config");
+        let mut a = AgentProc {
+            config,
+            log: world.path(&format!("{name}.log")),
+            state_dir,
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(bin("backup-agent"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("backup-agent");
+        self.child = Some(child);
+    }
+
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            let _ = c.wait();
+        }
+    }
+
+    pub(crate) fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// SIGTERM and wait; true when it exited cleanly.
+    pub(crate) fn stop(&mut self) -> bool {
+        match self.child.take() {
+            Some(mut c) => {
+                terminate(&mut c);
+                c.try_wait().ok().flatten().is_some_and(|s| s.success())
+            }
+            None => true,
+        }
+    }
+
+    /// The agent's diagnostics.json.
+    pub(crate) fn diagnostics(&self) -> Value {
+        std::fs::read(self.state_dir.join("diagnostics.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+        }
+    }
+}
+
+/// A restic process seen in the process table.
+#[derive(Debug, Clone)]
+pub(crate) struct ResticProc {
+    pub(crate) pid: u32,
+    pub(crate) operation: String,
+    pub(crate) repository: String,
+    pub(crate) nice: i32,
+}
+
+/// restic processes whose repository path contains `marker` (this test's directory).
+pub(crate) fn restic_processes(marker: &str) -> Vec<ResticProc> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args
+            .first()
+            .is_some_and(|a| a == "restic" || a.ends_with("/restic"))
+        {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let repository = environ
+            .split(|b| *b == 0)
+            .filter_map(|e| {
+                String::from_utf8_lossy(e)
+                    .strip_prefix("RESTIC_REPOSITORY=")
+                    .map(str::to_owned)
+            })
+            .next()
+            .unwrap_or_default();
+        if !repository.contains(marker) {
+            continue;
+        }
+        let nice = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s[s.rfind(')')? + 1..]
+                    .split_whitespace()
+                    .nth(16)
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0);
+        found.push(ResticProc {
+            pid,
+            operation: args.get(1).cloned().unwrap_or_default(),
+            repository,
+            nice,
+        });
+    }
+    found
+}
+
+/// The operations that count as work (not `version`, `cat`, `unlock`, `init`).
+pub(crate) fn working(procs: &[ResticProc]) -> Vec<ResticProc> {
+    procs
+        .iter()
+        .filter(|p| matches!(p.operation.as_str(), "backup" | "check" | "forget"))
+        .cloned()
+        .collect()
+}
+
+/// Runs a test body on SQLite and on PostgreSQL.
+macro_rules! e2e_test {
+    ($name:ident, |$world:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run(db: $crate::harness::Db) {
+                let Some($world) = $crate::harness::World::new(db).await else {
+                    return;
+                };
+                $body.await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run($crate::harness::Db::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run($crate::harness::Db::Postgres).await
+            }
+        }
+    };
+}
+pub(crate) use e2e_test;
