@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod isolation;
+
 mod browser;
 mod openapi;
 mod replicas;

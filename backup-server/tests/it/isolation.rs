@@ -1,0 +1,360 @@
+//! The tenant isolation matrix: every route, called by the owning tenant, another tenant, an
+//! agent of the owner, an agent of another tenant, no token and a malformed token. Each cell
+//! has its documented status, and nothing of one tenant shows to another.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Auth, Harness, Kind, backup_policy};
+
+#[derive(Clone, Copy, Debug)]
+enum Caller {
+    Owner,
+    OtherTenant,
+    OwnAgent,
+    OtherAgent,
+    Nobody,
+    Malformed,
+}
+
+const CALLERS: [Caller; 6] = [
+    Caller::Owner,
+    Caller::OtherTenant,
+    Caller::OwnAgent,
+    Caller::OtherAgent,
+    Caller::Nobody,
+    Caller::Malformed,
+];
+
+/// What a route is, for the expected statuses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind2 {
+    /// Needs the admin token.
+    Admin,
+    /// A tenant route on one of the owner's objects: other tenants get 404.
+    TenantObject,
+    /// A tenant route on the caller's own scope (lists, creates, token rotation).
+    TenantScope,
+    /// An agent route on the owning agent or its task: other agents get 404.
+    AgentRoute,
+    /// Open to all.
+    Public,
+}
+
+fn expected(kind: Kind2, caller: Caller, success: u16) -> u16 {
+    use Caller::*;
+    match (kind, caller) {
+        (Kind2::Public, _) => 200,
+        (Kind2::Admin, _) => 401,
+        (Kind2::TenantObject, Owner) => success,
+        (Kind2::TenantObject, OtherTenant) => 404,
+        (Kind2::TenantScope, Owner | OtherTenant) => success,
+        (Kind2::TenantObject | Kind2::TenantScope, _) => 401,
+        (Kind2::AgentRoute, OwnAgent) => success,
+        (Kind2::AgentRoute, OtherAgent) => 404,
+        (Kind2::AgentRoute, _) => 401,
+    }
+}
+
+struct World {
+    h: Harness,
+    owner: Auth,
+    other: Auth,
+    own_agent: Auth,
+    other_agent: Auth,
+    agent: String,
+    policy: String,
+    task: String,
+    owner_tenant: backup_core::TenantCreated,
+}
+
+async fn world() -> Option<World> {
+    let h = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await?;
+    let t1 = h.tenant("owner").await;
+    let t2 = h.tenant("other").await;
+    let a1 = h.agent(&t1, "owned").await;
+    let a2 = h.agent(&t2, "foreign").await;
+    h.online(&a1).await;
+    let p = h.policy(&t1, backup_policy(&a1.0)).await;
+    let policy = p["id"].as_str().expect("id").to_owned();
+    h.policy(&t2, backup_policy(&a2.0)).await;
+    let run = h
+        .post(
+            &format!("/policies/{policy}/run"),
+            &Auth::tenant(&t1),
+            json!({}),
+        )
+        .await;
+    let task = run.body["id"].as_str().expect("task").to_owned();
+    Some(World {
+        owner: Auth::tenant(&t1),
+        other: Auth::tenant(&t2),
+        own_agent: Auth::Agent(a1.1.clone()),
+        other_agent: Auth::Agent(a2.1.clone()),
+        agent: a1.0,
+        policy,
+        task,
+        owner_tenant: t1,
+        h,
+    })
+}
+
+impl World {
+    fn auth(&self, caller: Caller) -> Auth {
+        match caller {
+            Caller::Owner => self.owner.clone(),
+            Caller::OtherTenant => self.other.clone(),
+            Caller::OwnAgent => self.own_agent.clone(),
+            Caller::OtherAgent => self.other_agent.clone(),
+            Caller::Nobody => Auth::None,
+            Caller::Malformed => Auth::Raw(vec![
+                ("authorization", "Token ???".into()),
+                ("x-tenant-id", "not-a-uuid".into()),
+            ]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_route_for_every_caller() {
+    let Some(w) = world().await else { return };
+    let (a, p, t) = (w.agent.clone(), w.policy.clone(), w.task.clone());
+    // (method, path, body, kind, status on success). Mutating routes come last, each on
+    // objects no other row needs afterwards.
+    let routes: Vec<(Method, String, Option<Value>, Kind2, u16)> = vec![
+        (Method::GET, "/healthz".into(), None, Kind2::Public, 200),
+        (Method::GET, "/readyz".into(), None, Kind2::Public, 200),
+        (Method::GET, "/metrics".into(), None, Kind2::Public, 200),
+        (
+            Method::GET,
+            "/openapi.json".into(),
+            None,
+            Kind2::Public,
+            200,
+        ),
+        (
+            Method::POST,
+            "/tenants".into(),
+            Some(json!({"name": "x"})),
+            Kind2::Admin,
+            201,
+        ),
+        (Method::GET, "/agents".into(), None, Kind2::TenantScope, 200),
+        (
+            Method::GET,
+            format!("/agents/{a}"),
+            None,
+            Kind2::TenantObject,
+            200,
+        ),
+        (Method::GET, "/tasks".into(), None, Kind2::TenantScope, 200),
+        (
+            Method::GET,
+            format!("/tasks/{t}"),
+            None,
+            Kind2::TenantObject,
+            200,
+        ),
+        (
+            Method::GET,
+            "/policies".into(),
+            None,
+            Kind2::TenantScope,
+            200,
+        ),
+        (
+            Method::GET,
+            format!("/policies/{p}"),
+            None,
+            Kind2::TenantObject,
+            200,
+        ),
+        (
+            Method::GET,
+            "/backup-runs".into(),
+            None,
+            Kind2::TenantScope,
+            200,
+        ),
+        (
+            Method::PATCH,
+            format!("/agents/{a}/settings"),
+            Some(json!({"cpuQuotaPercent": 60})),
+            Kind2::TenantObject,
+            200,
+        ),
+        (
+            Method::PATCH,
+            format!("/policies/{p}"),
+            Some(json!({"name": "renamed"})),
+            Kind2::TenantObject,
+            200,
+        ),
+        (
+            Method::POST,
+            format!("/agents/{a}/heartbeat"),
+            Some(json!({"runningTasks": 0, "queueDepth": 0})),
+            Kind2::AgentRoute,
+            200,
+        ),
+        (
+            Method::POST,
+            format!("/agents/{a}/tasks/claim"),
+            Some(json!({"limit": 1})),
+            Kind2::AgentRoute,
+            200,
+        ),
+    ];
+    for (method, path, body, kind, success) in &routes {
+        for caller in CALLERS {
+            let answer =
+                w.h.call(method.clone(), path, &w.auth(caller), body.clone())
+                    .await;
+            let want = expected(*kind, caller, *success);
+            assert_eq!(
+                answer.status.as_u16(),
+                want,
+                "{method} {path} as {caller:?}: {}",
+                answer.body
+            );
+            if answer.status == StatusCode::UNAUTHORIZED || answer.status == StatusCode::NOT_FOUND {
+                assert!(
+                    answer.body["error"]["code"].is_string(),
+                    "the documented error body"
+                );
+            }
+        }
+    }
+    // The claim above (as the owning agent) took the task: start and result as each caller.
+    for caller in CALLERS {
+        let answer =
+            w.h.call(
+                Method::POST,
+                &format!("/tasks/{t}/start"),
+                &w.auth(caller),
+                Some(json!({"attempt": 1})),
+            )
+            .await;
+        assert_eq!(
+            answer.status.as_u16(),
+            expected(Kind2::AgentRoute, caller, 200),
+            "start as {caller:?}"
+        );
+    }
+    for caller in CALLERS {
+        let answer =
+            w.h.call(
+                Method::POST,
+                &format!("/tasks/{t}/result"),
+                &w.auth(caller),
+                Some(json!({"attempt": 1, "outcome": "succeeded"})),
+            )
+            .await;
+        assert_eq!(
+            answer.status.as_u16(),
+            expected(Kind2::AgentRoute, caller, 200),
+            "result as {caller:?}"
+        );
+    }
+    // Destructive tenant routes, each on a fresh object per caller.
+    for caller in CALLERS {
+        let fresh = w.h.agent(&w.owner_tenant, "victim").await;
+        let fp = w.h.policy(&w.owner_tenant, backup_policy(&fresh.0)).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let cases: Vec<(Method, String, u16)> = vec![
+            (Method::POST, format!("/policies/{fp}/run"), 201),
+            (Method::POST, format!("/agents/{}/token", fresh.0), 200),
+            (Method::DELETE, format!("/policies/{fp}"), 204),
+            (Method::DELETE, format!("/agents/{}", fresh.0), 204),
+        ];
+        let mut created_task = None;
+        for (method, path, success) in cases {
+            let answer = w.h.call(method.clone(), &path, &w.auth(caller), None).await;
+            assert_eq!(
+                answer.status.as_u16(),
+                expected(Kind2::TenantObject, caller, success),
+                "{method} {path} as {caller:?}"
+            );
+            if success == 201 && answer.status == StatusCode::CREATED {
+                created_task = answer.body["id"].as_str().map(str::to_owned);
+            }
+        }
+        if let Some(task) = created_task {
+            let answer =
+                w.h.call(
+                    Method::POST,
+                    &format!("/tasks/{task}/cancel"),
+                    &w.auth(caller),
+                    None,
+                )
+                .await;
+            assert!(
+                matches!(answer.status.as_u16(), 200 | 409),
+                "cancel as the owner"
+            );
+        } else {
+            // Cancel someone else's task: the owner's pending task is still there.
+            let victim =
+                w.h.post(&format!("/policies/{p}/run"), &w.owner, json!({}))
+                    .await;
+            if let Some(task) = victim.body["id"].as_str() {
+                let answer =
+                    w.h.call(
+                        Method::POST,
+                        &format!("/tasks/{task}/cancel"),
+                        &w.auth(caller),
+                        None,
+                    )
+                    .await;
+                assert_eq!(
+                    answer.status.as_u16(),
+                    expected(Kind2::TenantObject, caller, 200),
+                    "cancel as {caller:?}"
+                );
+            }
+        }
+    }
+    // Token rotation: its own scope; last, since it changes the callers' tokens.
+    for caller in CALLERS {
+        let answer =
+            w.h.call(Method::POST, "/token/rotate", &w.auth(caller), None)
+                .await;
+        let want = match caller {
+            Caller::Owner | Caller::OtherTenant => 200,
+            _ => 401,
+        };
+        assert_eq!(answer.status.as_u16(), want, "rotate as {caller:?}");
+        if want == 200 {
+            break; // The rotated token no longer works for the next rows.
+        }
+    }
+}
+
+#[tokio::test]
+async fn lists_and_filters_never_show_another_tenants_objects() {
+    let Some(w) = world().await else { return };
+    let owner_ids = [w.agent.clone(), w.policy.clone(), w.task.clone()];
+    for path in [
+        "/agents".to_owned(),
+        "/tasks".to_owned(),
+        "/policies".to_owned(),
+        "/backup-runs".to_owned(),
+        format!("/tasks?agentId={}", w.agent),
+        format!("/tasks?policyId={}", w.policy),
+        format!("/policies?agentId={}", w.agent),
+        format!("/backup-runs?taskId={}", w.task),
+        format!("/backup-runs?agentId={}", w.agent),
+    ] {
+        let answer = w.h.get(&path, &w.other).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        let text = answer.body.to_string();
+        for id in &owner_ids {
+            assert!(
+                !text.contains(id.as_str()),
+                "{path} shows the owner's {id} to another tenant: {text}"
+            );
+        }
+    }
+}
