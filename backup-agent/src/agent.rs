@@ -439,6 +439,8 @@ impl Agent {
         }
         let every =
             Duration::from_secs(u64::from(self.inner.config.polling_interval_seconds.max(1)));
+        // A 429 or 503 with Retry-After: no claim before then, whatever wakes the loop.
+        let mut not_before = tokio::time::Instant::now();
         loop {
             if let Some(request) = self.free_slots() {
                 match self.inner.client.claim(&request).await {
@@ -449,13 +451,20 @@ impl Agent {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "claiming tasks failed; trying again next poll")
+                        if let Some(after) = e.retry_after() {
+                            not_before = tokio::time::Instant::now() + after;
+                        }
+                        tracing::warn!(error = %e, retry_after_seconds = e.retry_after().map(|d| d.as_secs()), "claiming tasks failed; trying again next poll");
                     }
                 }
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
                 () = self.inner.wake_poll.notified() => {}
+                () = self.inner.shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(not_before) => {}
                 () = self.inner.shutdown.cancelled() => return,
             }
         }

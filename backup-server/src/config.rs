@@ -86,6 +86,11 @@ pub struct LimitsConfig {
     pub request_timeout_seconds: u32,
     /// Requests per second one agent token may make (bursts of twice that); 0 disables.
     pub agent_requests_per_second: u32,
+    /// Seconds a connection may take to send a request's headers (and an idle keep-alive
+    /// connection may stay open) before it is closed: slow-client protection.
+    pub header_read_timeout_seconds: u32,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: u32,
 }
 
 impl Default for LimitsConfig {
@@ -93,6 +98,8 @@ impl Default for LimitsConfig {
         Self {
             request_timeout_seconds: 30,
             agent_requests_per_second: 20,
+            header_read_timeout_seconds: 10,
+            max_connections: 10_000,
         }
     }
 }
@@ -122,6 +129,8 @@ const KEYS: &[(&[&str], Kind)] = &[
     (&["scheduler", "offlineAfterSeconds"], Kind::Number),
     (&["limits", "requestTimeoutSeconds"], Kind::Number),
     (&["limits", "agentRequestsPerSecond"], Kind::Number),
+    (&["limits", "headerReadTimeoutSeconds"], Kind::Number),
+    (&["limits", "maxConnections"], Kind::Number),
     (&["ui", "sessionSecret"], Kind::Text),
 ];
 
@@ -223,6 +232,12 @@ impl ServerConfig {
                 self.limits.request_timeout_seconds,
                 1,
             ),
+            (
+                "limits.headerReadTimeoutSeconds",
+                self.limits.header_read_timeout_seconds,
+                1,
+            ),
+            ("limits.maxConnections", self.limits.max_connections, 1),
         ] {
             if value < min {
                 return Err(ConfigError(format!(
@@ -345,6 +360,14 @@ mod tests {
         assert_eq!(c.scheduler.agent_queue_threshold, 3);
         assert!(!c.scheduler.respect_agent_backoff);
         assert_eq!(c.scheduler.lease_seconds, 900, "default");
+    }
+
+    #[test]
+    fn the_example_configuration_loads_with_the_defaults_it_shows() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config/server.yaml");
+        let c = ServerConfig::load_from(Some(&path), env(&[])).expect("the example loads");
+        assert_eq!(c.scheduler, ServerConfig::default().scheduler);
+        assert_eq!(c.limits, LimitsConfig::default());
     }
 
     #[test]

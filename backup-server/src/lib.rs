@@ -25,6 +25,7 @@ mod auth;
 mod config;
 mod error;
 mod extract;
+mod http;
 mod metrics;
 mod openapi;
 mod routes;
@@ -111,19 +112,12 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let scheduler = tokio::spawn(scheduler::run(state.clone(), stopped.clone()));
         let router = app(state.clone());
-        let http = tokio::spawn(async move {
-            let mut stopped = stopped;
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "the HTTP server stopped");
-            }
-        });
+        let http = tokio::spawn(http::serve(
+            listener,
+            router,
+            state.config().limits,
+            stopped,
+        ));
         Ok(Server {
             addr,
             state,

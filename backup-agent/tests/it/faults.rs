@@ -1,12 +1,22 @@
 //! Failures: outcomes, retries decided by the server, repository backoff, the outbox across an
 //! outage, the log lines operators search for.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
+use async_trait::async_trait;
+use backup_agent::{ClientError, HttpClient, OrchestratorClient};
+use backup_core::{
+    AttemptReport, ClaimAnswer, ClaimRequest, ErrorCode, Heartbeat, HeartbeatAnswer, TaskId,
+    TaskView,
+};
 use serde_json::json;
 
 use crate::harness::{
-    RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy, scratch,
+    RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy, http_client,
+    scratch,
 };
 
 const LOCKED: &str = "unable to create lock in backend: repository is already locked exclusively by PID 14748 on vm by root (UID 0, GID 0)\nlock was created at 2026-11-26 06:59:43 (571.893064ms ago)\nstorage ID c9f33674\nthe `unlock` command can be used to remove stale locks\n";
@@ -421,4 +431,97 @@ async fn a_graceful_shutdown_reports_interrupted_and_spends_no_budget() {
         (json!("pending"), json!(0), json!(null))
     );
     assert_eq!(server.runs("").await[0]["status"], "interrupted");
+}
+
+/// The HTTP client, except that the first claims are answered 429 with `Retry-After`; records
+/// when each claim was made.
+struct Throttled {
+    inner: HttpClient,
+    refusals: Mutex<u32>,
+    retry_after: Duration,
+    claims: Mutex<Vec<Instant>>,
+}
+
+#[async_trait]
+impl OrchestratorClient for Throttled {
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAnswer, ClientError> {
+        self.inner.heartbeat(heartbeat).await
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<ClaimAnswer, ClientError> {
+        self.claims.lock().expect("lock").push(Instant::now());
+        {
+            let mut refusals = self.refusals.lock().expect("lock");
+            if *refusals > 0 {
+                *refusals -= 1;
+                return Err(ClientError::Status {
+                    status: 429,
+                    code: Some(ErrorCode::RateLimited),
+                    message: "slow down".into(),
+                    retry_after: Some(self.retry_after),
+                });
+            }
+        }
+        self.inner.claim(request).await
+    }
+
+    async fn start(&self, task: TaskId, attempt: u32) -> Result<TaskView, ClientError> {
+        self.inner.start(task, attempt).await
+    }
+
+    async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError> {
+        self.inner.report(task, report).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_on_claim_holds_the_next_claim_until_retry_after() {
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent("throttled").await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let repo = dir.path().join("repo");
+    runner.script(&repo.display().to_string(), vec![Script::ok(10)]);
+    let config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[("main", &repo, &pw)],
+    );
+    assert_eq!(config.polling_interval_seconds, 1, "polls every second");
+    let client = Arc::new(Throttled {
+        inner: http_client(&config),
+        refusals: Mutex::new(2),
+        retry_after: Duration::from_secs(3),
+        claims: Mutex::new(Vec::new()),
+    });
+    let policy = server
+        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .await;
+    let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
+    let filter = format!("policyId={}", policy["id"].as_str().expect("id"));
+    server
+        .wait_for(
+            30,
+            "the backup to succeed once claims are allowed",
+            || async {
+                server
+                    .tasks(&filter)
+                    .await
+                    .iter()
+                    .any(|t| t["status"] == "succeeded")
+            },
+        )
+        .await;
+    running.stop().await;
+    let claims = client.claims.lock().expect("lock").clone();
+    assert!(claims.len() >= 3, "two refused claims, then one served");
+    for (i, pair) in claims.windows(2).take(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_secs(3),
+            "claim {} came {gap:?} after a 429 asking for 3 s, though the agent polls every second",
+            i + 2
+        );
+    }
 }

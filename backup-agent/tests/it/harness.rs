@@ -9,7 +9,8 @@ use std::{
 
 use async_trait::async_trait;
 use backup_agent::{
-    Agent, AgentConfig, AgentOptions, HttpClient, RepositoryConfig, TokioProcessRunner,
+    Agent, AgentConfig, AgentOptions, HttpClient, OrchestratorClient, RepositoryConfig,
+    TokioProcessRunner,
 };
 use backup_core::{
     Error, ExitStatus, ProcessControl, ProcessEvent, ProcessOutcome, ProcessRunner, ProcessSpec,
@@ -228,26 +229,23 @@ pub(crate) struct RunningAgent {
 
 impl RunningAgent {
     pub(crate) async fn start(config: AgentConfig, runner: Arc<dyn ProcessRunner>) -> RunningAgent {
-        let client = HttpClient::new(
-            &config.orchestrator_url,
-            config.resolve_agent_id().expect("id"),
-            config.resolve_token().expect("token"),
-        )
-        .expect("client");
+        let client = Arc::new(http_client(&config));
+        Self::start_with_client(config, runner, client).await
+    }
+
+    pub(crate) async fn start_with_client(
+        config: AgentConfig,
+        runner: Arc<dyn ProcessRunner>,
+        client: Arc<dyn OrchestratorClient>,
+    ) -> RunningAgent {
         let options = AgentOptions {
             hostname: "test-host".into(),
             cpus: 8,
             ..AgentOptions::default()
         };
-        let agent = Agent::start(
-            config,
-            options,
-            runner,
-            Arc::new(client),
-            Arc::new(SystemClock),
-        )
-        .await
-        .expect("agent starts");
+        let agent = Agent::start(config, options, runner, client, Arc::new(SystemClock))
+            .await
+            .expect("agent starts");
         let a = agent.clone();
         let run = tokio::spawn(async move {
             a.run(std::future::pending()).await.expect("agent runs");
@@ -262,6 +260,15 @@ impl RunningAgent {
             .expect("agent stops in time")
             .expect("agent task");
     }
+}
+
+pub(crate) fn http_client(config: &AgentConfig) -> HttpClient {
+    HttpClient::new(
+        &config.orchestrator_url,
+        config.resolve_agent_id().expect("id"),
+        config.resolve_token().expect("token"),
+    )
+    .expect("client")
 }
 
 pub(crate) fn real_runner() -> Arc<dyn ProcessRunner> {

@@ -1,10 +1,14 @@
 //! Once over a real socket: the server started as it is in production, driven by an HTTP client.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use backup_core::SystemClock;
-use backup_server::{Server, ServerConfig};
+use backup_server::{LimitsConfig, Server, ServerConfig};
 use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_socket_serves_the_api() {
@@ -54,5 +58,70 @@ async fn a_real_socket_serves_the_api() {
         .await
         .expect("answered");
     assert_eq!(bad.status(), 401, "auth is checked before the body");
+    server.shutdown().await;
+}
+
+/// Reads until the server closes the connection; `None` if it is still open after `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(seen),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_cannot_hold_the_server() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        database: format!("sqlite://{}", dir.path().join("s.db").display()),
+        limits: LimitsConfig {
+            header_read_timeout_seconds: 1,
+            max_connections: 2,
+            ..LimitsConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config, Arc::new(SystemClock))
+        .await
+        .expect("starts");
+    // A slowloris client: half a request, then silence. Another: connects and says nothing.
+    let mut slow = TcpStream::connect(server.addr()).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let mut silent = TcpStream::connect(server.addr()).await.expect("connect");
+    // Both slots are taken: a real client waits in the backlog until the slow ones are cut off,
+    // then it is served.
+    let answer = reqwest::Client::new()
+        .get(format!("{}/healthz", server.url()))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("served once the slow clients are gone");
+    assert_eq!(answer.status(), 200);
+    let bound = Duration::from_secs(30);
+    let slow_seen = closed_within(&mut slow, bound).await;
+    assert!(slow_seen.is_some(), "the slowloris connection was closed");
+    assert!(
+        closed_within(&mut silent, bound).await.is_some(),
+        "the silent connection was closed"
+    );
+    // An idle keep-alive connection after a complete request is closed too.
+    let mut idle = TcpStream::connect(server.addr()).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let seen = closed_within(&mut idle, bound)
+        .await
+        .expect("the idle connection was closed");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     server.shutdown().await;
 }
