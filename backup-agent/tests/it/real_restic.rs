@@ -297,7 +297,10 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
             .expect("seed backup")
             .success()
     );
-    // An exclusive lock holder: check --read-data, stopped once its lock file exists.
+    // An exclusive lock holder: check --read-data, stopped once its lock file exists. restic
+    // writes a file under a temporary name and renames it to its id: only a name of 64 hex
+    // digits is a lock other restic processes see (stopping the holder while the file still
+    // had its temporary name let the backup through on a loaded machine).
     let mut holder = restic_cmd(&repo, &pw, &cache)
         .args(["check", "--read-data"])
         .stdout(Stdio::null())
@@ -305,8 +308,21 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
         .spawn()
         .expect("check");
     let locks = repo.join("locks");
+    let complete_locks = || {
+        std::fs::read_dir(&locks)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        let name = e.file_name();
+                        let name = name.to_string_lossy();
+                        name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
     let t0 = Instant::now();
-    while std::fs::read_dir(&locks).map(|d| d.count()).unwrap_or(0) == 0 {
+    while complete_locks() == 0 {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "the check never locked"
