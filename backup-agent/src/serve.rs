@@ -1,6 +1,12 @@
 //! The optional local listener: `/metrics` (Prometheus text) and `/diagnostics` (JSON).
 
-use axum::{Json, Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, header},
+    response::IntoResponse,
+    routing::get,
+};
 
 use crate::{Agent, Diagnostics};
 
@@ -11,14 +17,11 @@ pub(crate) fn router(agent: Agent) -> Router {
         .with_state(agent)
 }
 
-async fn metrics(State(agent): State<Agent>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        agent.render_metrics(),
-    )
+/// Prometheus text format 0.0.4, or OpenMetrics when the `Accept` header asks for it.
+async fn metrics(State(agent): State<Agent>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = backup_core::exposition::negotiate(accept, agent.render_metrics());
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 async fn diagnostics(State(agent): State<Agent>) -> Json<Diagnostics> {

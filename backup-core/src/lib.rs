@@ -50,6 +50,7 @@ mod backoff;
 mod clock;
 mod dispatch;
 mod error;
+pub mod exposition;
 mod gate;
 mod ids;
 mod policy;

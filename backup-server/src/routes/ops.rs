@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use backup_core::ErrorBody;
@@ -28,19 +28,13 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<&'static str
     Ok("ready")
 }
 
-/// Prometheus text exposition.
+/// Prometheus text format 0.0.4, or OpenMetrics when the `Accept` header asks for it.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.render_metrics(),
-    )
-        .into_response()
+    responses((status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics 1.0 when `Accept` asks for application/openmetrics-text", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = backup_core::exposition::negotiate(accept, state.render_metrics());
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// This document.
