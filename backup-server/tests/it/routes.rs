@@ -293,6 +293,9 @@ server_test!(policies_and_run_now, |h| async move {
         "agentId"
     );
 
+    let too_many: Vec<String> = (0..=backup_core::MAX_PATHS)
+        .map(|i| format!("/srv/{i}"))
+        .collect();
     for (body, field) in [
         (
             json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "repository": "main"}),
@@ -325,6 +328,14 @@ server_test!(policies_and_run_now, |h| async move {
         (
             json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "paths": ["/"], "repository": "main", "maxTaskRetries": 101}),
             "maxTaskRetries",
+        ),
+        (
+            json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "paths": too_many, "repository": "main"}),
+            "paths",
+        ),
+        (
+            json!({"name": "x", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "paths": ["/"], "excludes": too_many, "repository": "main"}),
+            "excludes",
         ),
     ] {
         let a = h.post("/policies", &auth, body.clone()).await;

@@ -125,3 +125,40 @@ async fn slow_clients_are_cut_off_and_cannot_hold_the_server() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stalls_is_answered_408() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        database: format!("sqlite://{}", dir.path().join("s.db").display()),
+        limits: LimitsConfig {
+            request_timeout_seconds: 1,
+            ..LimitsConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config, Arc::new(SystemClock))
+        .await
+        .expect("starts");
+    let tenant = server
+        .state()
+        .store()
+        .create_tenant("acme")
+        .await
+        .expect("tenant");
+    // Headers complete and authorized, then a tenth of the promised body and silence: the
+    // header timeout does not apply, the request timeout does.
+    let mut stalled = TcpStream::connect(server.addr()).await.expect("connect");
+    let head = format!(
+        "POST /agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nX-Tenant-ID: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\": ",
+        tenant.token, tenant.id
+    );
+    stalled.write_all(head.as_bytes()).await.expect("write");
+    let seen = closed_within(&mut stalled, Duration::from_secs(15))
+        .await
+        .expect("answered and closed well before the default 30 s timeout");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    server.shutdown().await;
+}

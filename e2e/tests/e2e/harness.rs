@@ -35,7 +35,7 @@ pub(crate) fn bin(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -155,16 +155,23 @@ pub(crate) struct ServerProc {
     port: u16,
     database: String,
     log: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl ServerProc {
     pub(crate) fn start(world: &World, name: &str) -> ServerProc {
+        Self::start_with_env(world, name, &[])
+    }
+
+    /// With extra environment variables (`RUST_LOG`, `BACKUP_SERVER_*`).
+    pub(crate) fn start_with_env(world: &World, name: &str, env: &[(&str, &str)]) -> ServerProc {
         let mut s = ServerProc {
             url: String::new(),
             port: free_port(),
             database: world.database.clone(),
             log: world.path(&format!("{name}.log")),
+            env: owned(env),
             child: None,
         };
         s.url = format!("http://127.0.0.1:{}", s.port);
@@ -186,6 +193,7 @@ impl ServerProc {
             .env("BACKUP_SERVER_SCHEDULER__LEASE_SECONDS", "20")
             .env("BACKUP_SERVER_SCHEDULER__OFFLINE_AFTER_SECONDS", "30")
             .env("BACKUP_SERVER_LIMITS__AGENT_REQUESTS_PER_SECOND", "0")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -218,6 +226,24 @@ impl ServerProc {
     pub(crate) fn restart(&mut self) {
         self.spawn();
     }
+
+    /// What it wrote to stderr (its logs), over every start.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+        }
+    }
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 impl Drop for ServerProc {
@@ -231,8 +257,8 @@ impl Drop for ServerProc {
 /// The API as a tenant.
 pub(crate) struct Api {
     pub(crate) url: String,
-    tenant: String,
-    token: String,
+    pub(crate) tenant: String,
+    pub(crate) token: String,
     http: reqwest::Client,
 }
 
@@ -348,7 +374,35 @@ pub(crate) struct AgentProc {
     config: PathBuf,
     log: PathBuf,
     pub(crate) state_dir: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<Child>,
+}
+
+/// An agent's YAML: fast intervals, `extra` (settings proposals) and the repositories
+/// (name, url, password), the last one at the end so that keys can be appended to it.
+pub(crate) fn agent_yaml(
+    world: &World,
+    name: &str,
+    server_url: &str,
+    agent: &(String, String),
+    repositories: &[(&str, &Path, &Path)],
+    extra: &str,
+) -> String {
+    let state_dir = world.path(&format!("{name}-state"));
+    let mut yaml = format!(
+        "orchestratorUrl: {server_url}\npollingIntervalSeconds: 1\nheartbeatIntervalSeconds: 1\nagentId: {}\ntoken: {}\nstateDir: {}\nstopGraceSeconds: 2\nbackoffBaseSeconds: 1\n{extra}repositories:\n",
+        agent.0,
+        agent.1,
+        state_dir.display()
+    );
+    for (repo, url, password) in repositories {
+        yaml.push_str(&format!(
+            "  {repo}:\n    url: {}\n    passwordFile: {}\n",
+            url.display(),
+            password.display()
+        ));
+    }
+    yaml
 }
 
 impl AgentProc {
@@ -361,26 +415,24 @@ impl AgentProc {
         repositories: &[(&str, &Path, &Path)],
         extra: &str,
     ) -> AgentProc {
-        let state_dir = world.path(&format!("{name}-state"));
-        let mut yaml = format!(
-            "orchestratorUrl: {server_url}\npollingIntervalSeconds: 1\nheartbeatIntervalSeconds: 1\nagentId: {}\ntoken: {}\nstateDir: {}\nstopGraceSeconds: 2\nbackoffBaseSeconds: 1\n{extra}repositories:\n",
-            agent.0,
-            agent.1,
-            state_dir.display()
-        );
-        for (repo, url, password) in repositories {
-            yaml.push_str(&format!(
-                "  {repo}:\n    url: {}\n    passwordFile: {}\n",
-                url.display(),
-                password.display()
-            ));
-        }
+        let yaml = agent_yaml(world, name, server_url, agent, repositories, extra);
+        Self::start_with_yaml(world, name, &yaml, &[])
+    }
+
+    /// From a YAML of [`agent_yaml`] (perhaps extended), with extra environment variables.
+    pub(crate) fn start_with_yaml(
+        world: &World,
+        name: &str,
+        yaml: &str,
+        env: &[(&str, &str)],
+    ) -> AgentProc {
         let config = world.path(&format!("{name}.yaml"));
         std::fs::write(&config, yaml).expect("agent config");
         let mut a = AgentProc {
             config,
             log: world.path(&format!("{name}.log")),
-            state_dir,
+            state_dir: world.path(&format!("{name}-state")),
+            env: owned(env),
             child: None,
         };
         a.spawn();
@@ -396,6 +448,7 @@ impl AgentProc {
         let child = Command::new(bin("backup-agent"))
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

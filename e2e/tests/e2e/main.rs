@@ -6,6 +6,9 @@
 mod harness;
 
 mod concurrency;
+mod crash_state;
 mod crashes;
+mod metrics;
 mod replicas;
+mod secrets;
 mod snapshots;
