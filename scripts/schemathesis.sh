@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # API fuzzing with schemathesis against the live server's own /openapi.json, as a tenant and as
-# an agent, with the checks not_a_server_error, ignored_auth and response_schema_conformance.
+# an agent, with the checks not_a_server_error, ignored_auth, response_schema_conformance and
+# status_code_conformance (every status a route returns is declared in the document).
 # Usage: scripts/schemathesis.sh [path to a schemathesis binary]   (CI makes a virtualenv)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +23,7 @@ agent=$(curl -sf -X POST "$base/agents" -H "Authorization: Bearer $tok" -H "X-Te
 aid=$(echo "$agent" | json '["id"]'); atok=$(echo "$agent" | json '["token"]')
 curl -sf -X POST "$base/policies" -H "Authorization: Bearer $tok" -H "X-Tenant-ID: $tid" -H 'content-type: application/json' \
   -d "{\"name\":\"p\",\"agentId\":\"$aid\",\"kind\":\"backup\",\"schedule\":{\"every\":\"1h\"},\"paths\":[\"/srv\"],\"repository\":\"main\"}" > /dev/null
-checks=not_a_server_error,ignored_auth,response_schema_conformance
+checks=not_a_server_error,ignored_auth,response_schema_conformance,status_code_conformance
 common=(--checks "$checks" --max-examples "${MAX_EXAMPLES:-40}" --seed 1 --workers 1 --request-timeout 10 --suppress-health-check all --warnings off)
 echo "== as a tenant"
 "$st" run "$base/openapi.json" "${common[@]}" -H "Authorization: Bearer $tok" -H "X-Tenant-ID: $tid" --exclude-tag "agent protocol"
