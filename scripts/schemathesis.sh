@@ -3,6 +3,7 @@
 # an agent, with the checks not_a_server_error, ignored_auth, response_schema_conformance and
 # status_code_conformance (every status a route returns is declared in the document).
 # Usage: scripts/schemathesis.sh [path to a schemathesis binary]   (CI makes a virtualenv)
+# The server runs on a fresh SQLite file, or on SCHEMATHESIS_DATABASE (an empty PostgreSQL).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 st=${1:-schemathesis}
@@ -11,7 +12,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 admin="schemathesis-admin-token-0123456789"
-BACKUP_SERVER_LISTEN=127.0.0.1:$port BACKUP_SERVER_DATABASE="sqlite://$work/st.db" BACKUP_SERVER_ADMIN_TOKEN=$admin \
+BACKUP_SERVER_LISTEN=127.0.0.1:$port BACKUP_SERVER_DATABASE="${SCHEMATHESIS_DATABASE:-sqlite://$work/st.db}" BACKUP_SERVER_ADMIN_TOKEN=$admin \
   BACKUP_SERVER_LIMITS__AGENT_REQUESTS_PER_SECOND=0 RUST_LOG=warn "$root/target/debug/backup-server" > "$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -72,7 +72,7 @@ pub use gate::{Acquire, ConcurrencyGate, GateGuard, GateLimits, GateSnapshot};
 pub use ids::{AgentId, BackupRunId, PolicyId, TaskId, TenantId};
 pub use policy::{
     MAX_NAME_CHARS, MAX_PATH_BYTES, MAX_PATHS, MAX_REPOSITORY_CHARS, MAX_TIMEOUT_MINUTES,
-    PolicyPatch, PolicySpec, Retention, validate_repository_name,
+    PolicyPatch, PolicySpec, Retention, validate_name, validate_repository_name,
 };
 #[cfg(feature = "mock")]
 pub use process::MockProcessRunner;

@@ -112,20 +112,37 @@ const fn enabled_default() -> bool {
     true
 }
 
+/// Checks a name (of a tenant, an agent, a policy) or a host name: 1-200 characters, not all
+/// blank, and no control characters (a NUL cannot even be stored in PostgreSQL).
+///
+/// # Errors
+/// [`Error::Invalid`] on `field`.
+pub fn validate_name(field: &str, name: &str) -> Result<(), Error> {
+    let chars = name.chars().count();
+    if name.trim().is_empty() || chars > MAX_NAME_CHARS {
+        return Err(Error::invalid(
+            field,
+            format!("{chars} characters"),
+            format!("1-{MAX_NAME_CHARS} characters"),
+        ));
+    }
+    if let Some(at) = name.chars().position(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("a control character at position {at}"),
+            "printable characters",
+        ));
+    }
+    Ok(())
+}
+
 impl PolicySpec {
     /// Checks every field and returns the parsed schedule.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the first offending field.
     pub fn validate(&self) -> Result<Schedule, Error> {
-        let chars = self.name.trim().chars().count();
-        if chars == 0 || self.name.chars().count() > MAX_NAME_CHARS {
-            return Err(Error::invalid(
-                "name",
-                format!("{chars} characters"),
-                format!("1-{MAX_NAME_CHARS} characters"),
-            ));
-        }
+        validate_name("name", &self.name)?;
         let schedule = Schedule::parse(&self.schedule)?;
         validate_paths("paths", &self.paths)?;
         validate_paths("excludes", &self.excludes)?;
@@ -203,25 +220,60 @@ impl PolicySpec {
 #[serde(rename_all = "camelCase")]
 pub struct PolicyPatch {
     /// New name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::settings::not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub name: Option<String>,
     /// Move the policy to another of the tenant's agents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::settings::not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub agent_id: Option<AgentId>,
     /// New kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::settings::not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub kind: Option<TaskKind>,
     /// New schedule, replacing the old one whole.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::settings::not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub schedule: Option<ScheduleSpec>,
     /// New paths.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::settings::not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub paths: Option<Vec<String>>,
     /// New excludes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::settings::not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub excludes: Option<Vec<String>>,
     /// New repository name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::settings::not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub repository: Option<String>,
     /// New keep rules, replacing the old ones whole; `null` removes them.
     #[serde(
@@ -245,7 +297,12 @@ pub struct PolicyPatch {
     )]
     pub timeout_minutes: Option<Option<u32>>,
     /// Enable or disable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::settings::not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub enabled: Option<bool>,
 }
 

@@ -149,19 +149,44 @@ impl Settings {
 #[serde(rename_all = "camelCase")]
 pub struct SettingsPatch {
     /// See [`Settings::max_concurrent_tasks`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_concurrent_tasks: Option<i64>,
     /// See [`Settings::max_concurrent_backups`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_concurrent_backups: Option<i64>,
     /// See [`Settings::max_concurrent_checks`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_concurrent_checks: Option<i64>,
     /// See [`Settings::max_concurrent_prunes`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_concurrent_prunes: Option<i64>,
     /// See [`Settings::cpu_quota_percent`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub cpu_quota_percent: Option<i64>,
     /// `None`: unchanged; `Some(None)`: unlimited; `Some(Some(n))`: n Mbit/s.
     #[serde(
@@ -171,17 +196,45 @@ pub struct SettingsPatch {
     )]
     pub bandwidth_limit_mbps: Option<Option<i64>>,
     /// See [`Settings::max_retries`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_retries: Option<i64>,
     /// See [`Settings::max_backoff_minutes`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub max_backoff_minutes: Option<i64>,
     /// See [`Settings::backoff_base_seconds`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub backoff_base_seconds: Option<i64>,
     /// See [`Settings::backoff_failure_threshold`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub backoff_failure_threshold: Option<i64>,
+}
+
+/// A field that may be absent (`None`, via `default`) but not `null`: `null` would read as
+/// "unchanged" and hide a client's mistake, so it is a 422 naming the field.
+pub(crate) fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, via `default`).

@@ -208,7 +208,7 @@ impl ServerConfig {
                 .map_err(|what| ConfigError(format!("{name}: {what} in {source}")))?;
             from_env.push(path.join("."));
         }
-        let config: ServerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut config: ServerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             let origin = if from_env.contains(&key) {
                 "the environment"
@@ -217,6 +217,12 @@ impl ServerConfig {
             };
             ConfigError(format!("{key}: {} (from {origin})", e.inner()))
         })?;
+        // An empty secret means none (`BACKUP_SERVER_ADMIN_TOKEN=` switches POST /tenants off).
+        for secret in [&mut config.admin_token, &mut config.ui.session_secret] {
+            if secret.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                *secret = None;
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -302,6 +308,21 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn an_empty_secret_means_none() {
+        let c = ServerConfig::load_from(
+            None,
+            env(&[
+                ("BACKUP_SERVER_ADMIN_TOKEN", ""),
+                ("BACKUP_SERVER_UI__SESSION_SECRET", " "),
+            ]),
+        )
+        .expect("empty secrets load");
+        assert_eq!((c.admin_token, c.ui.session_secret), (None, None));
+        let short = ServerConfig::load_from(None, env(&[("BACKUP_SERVER_ADMIN_TOKEN", "short")]));
+        assert!(short.is_err(), "a short token is still refused");
     }
 
     #[test]

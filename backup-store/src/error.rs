@@ -60,7 +60,15 @@ impl From<sqlx::Error> for StoreError {
                     || code.starts_with("57P")
                     || code == "40001"
                     || code == "40P01";
-                if sqlite_unavailable || pg_transient {
+                // 22021 / 22P05: text PostgreSQL cannot store (a NUL). Validation names the
+                // fields that can carry one; this is the net for any that slips past.
+                if code == "22021" || code == "22P05" {
+                    StoreError::Validation(backup_core::Error::invalid(
+                        "body",
+                        "text with a NUL or an unencodable character",
+                        "text without NUL characters",
+                    ))
+                } else if sqlite_unavailable || pg_transient {
                     StoreError::Unavailable(e.to_string())
                 } else {
                     StoreError::Internal(e.to_string())

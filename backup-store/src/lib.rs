@@ -53,6 +53,7 @@ mod token;
 mod ts;
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -227,16 +228,42 @@ macro_rules! on_backend {
 
 /// Checks a name: 1-200 characters, not only whitespace.
 pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
-    let chars = name.chars().count();
-    if name.trim().is_empty() || chars > backup_core::MAX_NAME_CHARS {
-        return Err(backup_core::Error::invalid(
-            field,
-            format!("{chars} characters"),
-            format!("1-{} characters", backup_core::MAX_NAME_CHARS),
-        )
-        .into());
+    Ok(backup_core::validate_name(field, name)?)
+}
+
+/// Free text an agent reports (error messages, versions, snapshot ids) as the database can keep
+/// it: PostgreSQL refuses NUL in TEXT, and restic's stderr may carry one. Agent routes are
+/// tolerant, so the NUL becomes U+FFFD instead of a 422 that would strand a result.
+fn storable(text: &mut Option<String>) -> bool {
+    match text {
+        Some(t) if t.contains('\0') => {
+            *t = t.replace('\0', "\u{FFFD}");
+            true
+        }
+        _ => false,
     }
-    Ok(())
+}
+
+fn storable_heartbeat(heartbeat: &Heartbeat) -> Cow<'_, Heartbeat> {
+    let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
+    if !nul(&heartbeat.agent_version) && !nul(&heartbeat.restic_version) {
+        return Cow::Borrowed(heartbeat);
+    }
+    let mut clean = heartbeat.clone();
+    storable(&mut clean.agent_version);
+    storable(&mut clean.restic_version);
+    Cow::Owned(clean)
+}
+
+fn storable_report(report: &AttemptReport) -> Cow<'_, AttemptReport> {
+    let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
+    if !nul(&report.error) && !nul(&report.snapshot_id) {
+        return Cow::Borrowed(report);
+    }
+    let mut clean = report.clone();
+    storable(&mut clean.error);
+    storable(&mut clean.snapshot_id);
+    Cow::Owned(clean)
 }
 
 impl Store {
@@ -411,7 +438,8 @@ impl Store {
         agent: AgentId,
         heartbeat: &Heartbeat,
     ) -> Result<HeartbeatAnswer> {
-        on_backend!(self, p => p.heartbeat(&self.ctx, agent, heartbeat))
+        let heartbeat = storable_heartbeat(heartbeat);
+        on_backend!(self, p => p.heartbeat(&self.ctx, agent, &heartbeat))
     }
 
     /// Creates a policy; an `every` policy is due at once, a cron one at its next match.
@@ -501,7 +529,8 @@ impl Store {
         task: TaskId,
         report: &AttemptReport,
     ) -> Result<ResultAnswer> {
-        on_backend!(self, p => p.report_result(&self.ctx, agent, task, report))
+        let report = storable_report(report);
+        on_backend!(self, p => p.report_result(&self.ctx, agent, task, &report))
     }
 
     /// Cancels an open task; the agent holding it hears of it in its next heartbeat.

@@ -70,15 +70,17 @@ impl Pools {
             .synchronous(SqliteSynchronous::Normal)
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
+        // The one writer is waited for at most 10 s, well inside the server's request timeout
+        // (30 s): an overloaded SQLite answers 503 with `Retry-After`, not a bodiless 408.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(10))
             .acquire_slow_threshold(Duration::from_secs(10))
             .connect_with(tuned.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(10))
             .acquire_slow_threshold(Duration::from_secs(10))
             .connect_with(tuned.read_only(true))
             .await?;

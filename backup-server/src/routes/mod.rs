@@ -18,7 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, patch, post},
 };
-use backup_core::{ErrorCode, MAX_NAME_CHARS};
+use backup_core::ErrorCode;
 use serde::Deserialize;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -170,12 +170,5 @@ pub(crate) fn created<T: serde::Serialize>(body: T) -> Response {
 
 /// Names are checked here too so that a huge one is refused before it reaches the store.
 pub(crate) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
-    let chars = value.chars().count();
-    if value.trim().is_empty() || chars > MAX_NAME_CHARS {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field}: {chars} characters is not allowed; expected 1-{MAX_NAME_CHARS}"),
-        ));
-    }
-    Ok(())
+    Ok(backup_core::validate_name(field, value)?)
 }

@@ -68,8 +68,8 @@ struct World {
     owner_tenant: backup_core::TenantCreated,
 }
 
-async fn world() -> Option<World> {
-    let h = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await?;
+async fn world(kind: Kind) -> Option<World> {
+    let h = Harness::open(kind, backup_server::ServerConfig::default()).await?;
     let t1 = h.tenant("owner").await;
     let t2 = h.tenant("other").await;
     let a1 = h.agent(&t1, "owned").await;
@@ -115,9 +115,28 @@ impl World {
     }
 }
 
-#[tokio::test]
-async fn every_route_for_every_caller() {
-    let Some(w) = world().await else { return };
+/// Runs a test on SQLite and on PostgreSQL.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Kind::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Kind::Postgres).await
+            }
+        }
+    };
+}
+
+on_both!(every_route_for_every_caller);
+on_both!(lists_and_filters_never_show_another_tenants_objects);
+
+async fn every_route_for_every_caller(kind: Kind) {
+    let Some(w) = world(kind).await else { return };
     let (a, p, t) = (w.agent.clone(), w.policy.clone(), w.task.clone());
     // (method, path, body, kind, status on success). Mutating routes come last, each on
     // objects no other row needs afterwards.
@@ -332,9 +351,8 @@ async fn every_route_for_every_caller() {
     }
 }
 
-#[tokio::test]
-async fn lists_and_filters_never_show_another_tenants_objects() {
-    let Some(w) = world().await else { return };
+async fn lists_and_filters_never_show_another_tenants_objects(kind: Kind) {
+    let Some(w) = world(kind).await else { return };
     let owner_ids = [w.agent.clone(), w.policy.clone(), w.task.clone()];
     for path in [
         "/agents".to_owned(),

@@ -728,3 +728,127 @@ server_test!(operational_endpoints, |h| async move {
         "database down is 503 with Retry-After, not 500"
     );
 });
+
+server_test!(nul_characters_are_422_or_kept_never_500, |h| async move {
+    let t = h.tenant("acme").await;
+    let auth = Auth::tenant(&t);
+    // Names: a 422 naming the field (PostgreSQL cannot store a NUL; SQLite must agree).
+    for (path, body, field) in [
+        (
+            "/agents",
+            json!({"name": "a\u{0}b", "hostname": "h"}),
+            "name",
+        ),
+        (
+            "/agents",
+            json!({"name": "a", "hostname": "h\u{0}"}),
+            "hostname",
+        ),
+        (
+            "/agents",
+            json!({"name": "line\nbreak", "hostname": "h"}),
+            "name",
+        ),
+    ] {
+        let a = h.post(path, &auth, body).await;
+        assert_eq!(
+            (a.status, a.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{a:?}"
+        );
+    }
+    let agent = h.agent(&t, "db-1").await;
+    let mut policy = backup_policy(&agent.0);
+    policy["name"] = json!("nightly\u{0}");
+    let a = h.post("/policies", &auth, policy).await;
+    assert_eq!(
+        (a.status, a.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "name")
+    );
+    // Agent text (restic's stderr, versions) is kept with the NUL replaced: a 422 would strand
+    // the result in the agent's outbox.
+    let hb = h
+        .heartbeat(
+            &agent,
+            json!({"runningTasks": 0, "queueDepth": 0, "agentVersion": "0.1\u{0}", "resticVersion": "0.14.0"}),
+        )
+        .await;
+    assert_eq!(hb.status, StatusCode::OK, "{hb:?}");
+    let p = h.policy(&t, backup_policy(&agent.0)).await;
+    h.tick().await;
+    let task = h.claim(&agent, 1).await[0]["id"]
+        .as_str()
+        .expect("task")
+        .to_owned();
+    let me = Auth::Agent(agent.1.clone());
+    let report = json!({"attempt": 1, "outcome": "failed", "errorKind": "retriable", "error": "Fatal: \u{0} in stderr", "exitCode": 1});
+    let a = h.post(&format!("/tasks/{task}/result"), &me, report).await;
+    assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    assert_eq!(a.body["lastError"], "Fatal: \u{FFFD} in stderr");
+    let view = h.get(&format!("/agents/{}", agent.0), &auth).await;
+    assert_eq!(view.body["agentVersion"], "0.1\u{FFFD}");
+    assert_eq!(p["agentId"], json!(agent.0));
+});
+
+server_test!(null_on_a_field_that_cannot_be_null_is_422, |h| async move {
+    let t = h.tenant("acme").await;
+    let auth = Auth::tenant(&t);
+    let agent = h.agent(&t, "db-1").await;
+    let settings = format!("/agents/{}/settings", agent.0);
+    let a = h
+        .call(
+            Method::PATCH,
+            &settings,
+            &auth,
+            Some(json!({"maxRetries": null})),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "maxRetries"),
+        "{a:?}"
+    );
+    let view = h.get(&format!("/agents/{}", agent.0), &auth).await;
+    assert_eq!(
+        view.body["settingsSource"], "agent",
+        "a refused PATCH does not take the settings from the agent"
+    );
+    let unlimited = h
+        .call(
+            Method::PATCH,
+            &settings,
+            &auth,
+            Some(json!({"bandwidthLimitMbps": null})),
+        )
+        .await;
+    assert_eq!(
+        unlimited.status,
+        StatusCode::OK,
+        "null means unlimited for bandwidth"
+    );
+    let p = h.policy(&t, backup_policy(&agent.0)).await;
+    let path = format!("/policies/{}", p["id"].as_str().expect("id"));
+    for field in ["name", "enabled", "schedule", "paths"] {
+        let a = h
+            .call(Method::PATCH, &path, &auth, Some(json!({ field: null })))
+            .await;
+        assert_eq!(
+            (a.status, a.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{a:?}"
+        );
+    }
+    let cleared = h
+        .call(
+            Method::PATCH,
+            &path,
+            &auth,
+            Some(json!({"timeoutMinutes": null})),
+        )
+        .await;
+    assert_eq!(
+        cleared.status,
+        StatusCode::OK,
+        "null clears a nullable field"
+    );
+});
