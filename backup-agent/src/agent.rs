@@ -524,21 +524,39 @@ impl Agent {
             .map(|h| h.cancel.clone())
             .unwrap_or_default();
         let report = self.execute(&task, &cancel).await;
-        if let Some(report) = report {
-            self.record_outcome(&task, &report);
-            self.persist(|s| {
+        if let Some(report) = &report {
+            self.record_outcome(&task, report);
+        }
+        // One write: restic's process record goes as its result enters the outbox, so a crash
+        // leaves one or the other (a record is reported as failed at the next start), never
+        // neither.
+        self.persist(|s| {
+            s.processes.retain(|p| p.task_id != id);
+            if let Some(report) = report.clone() {
                 s.outbox.push(OutboxEntry {
                     task_id: id,
                     report,
                     tries: 0,
                     next_try_at: None,
-                })
-            });
+                });
+            }
+        });
+        if report.is_some() {
             self.inner.wake_outbox.notify_one();
         }
         self.inner.lock_held().remove(&id);
         self.refresh_gauges();
         self.inner.wake_poll.notify_one();
+    }
+
+    /// The end of the backoff of `repository` or of the whole agent, whichever is later.
+    fn backoff_until(&self, repository: &str) -> Option<DateTime<Utc>> {
+        let state = lock(&self.inner.state);
+        let now = self.now();
+        state
+            .backoff
+            .until(&Scope::Repository(repository.to_owned()), now)
+            .max(state.backoff.until(&Scope::Agent, now))
     }
 
     /// Waits for `until`, or returns early with `false` when cancelled or shutting down.
@@ -590,31 +608,29 @@ impl Agent {
         {
             return self.given_up(task, cancel);
         }
-        // Start nothing on a repository (or an agent) in backoff.
-        loop {
-            let until = {
-                let state = lock(&self.inner.state);
-                let now = self.now();
-                state
-                    .backoff
-                    .until(&Scope::Repository(task.repository.clone()), now)
-                    .max(state.backoff.until(&Scope::Agent, now))
-            };
-            let Some(until) = until else { break };
-            if !self.wait_until(until, cancel).await {
-                return self.given_up(task, cancel);
-            }
-        }
+        // Start nothing on a repository (or an agent) in backoff: before waiting for the
+        // repository lock and a slot, and again once both are held, since a task that ran
+        // meanwhile may have failed into a backoff.
         let exclusive = task.kind.is_exclusive();
-        let _repo_lock = tokio::select! {
-            guard = self.inner.locks.acquire(&task.repository, exclusive) => guard,
-            () = cancel.cancelled() => return None,
-            () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
-        };
-        let _slot = tokio::select! {
-            guard = self.inner.gate.acquire(task.kind) => guard,
-            () = cancel.cancelled() => return None,
-            () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
+        let (_repo_lock, _slot) = loop {
+            while let Some(until) = self.backoff_until(&task.repository) {
+                if !self.wait_until(until, cancel).await {
+                    return self.given_up(task, cancel);
+                }
+            }
+            let repo_lock = tokio::select! {
+                guard = self.inner.locks.acquire(&task.repository, exclusive) => guard,
+                () = cancel.cancelled() => return None,
+                () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
+            };
+            let slot = tokio::select! {
+                guard = self.inner.gate.acquire(task.kind) => guard,
+                () = cancel.cancelled() => return None,
+                () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
+            };
+            if self.backoff_until(&task.repository).is_none() {
+                break (repo_lock, slot);
+            }
         };
         if let Some(held) = self.inner.lock_held().get_mut(&task.id) {
             held.running = true;
@@ -645,7 +661,7 @@ impl Agent {
     async fn report_start(&self, task: &ClaimedTask) -> StartAnswer {
         for attempt in 0..3 {
             match self.inner.client.start(task.id, task.attempt).await {
-                Ok(_) => return StartAnswer::Go,
+                Ok(_) | Err(ClientError::Unreadable(_)) => return StartAnswer::Go,
                 Err(e) if !e.is_transient() => {
                     tracing::warn!(task = %task.id, error = %e, "the server refused the start; the task is no longer this agent's to run");
                     return StartAnswer::NotOurs;
@@ -808,7 +824,7 @@ impl Agent {
         stop_on_cancel.abort();
         let summary_lines = recorder.await.unwrap_or_default();
         lock(&self.inner.ledger).release(task.id);
-        self.persist(|s| s.processes.retain(|p| p.task_id != task.id));
+        // The process record stays until the result is in the outbox (see `work`).
 
         let mut report = AttemptReport::new(task.attempt, AttemptOutcome::Failed);
         let outcome = match result {
@@ -1066,6 +1082,11 @@ impl Agent {
                 Ok(view) => {
                     self.persist(|s| s.outbox.retain(|e| (e.task_id, e.report.attempt) != key));
                     self.settled(&entry.report, &view);
+                }
+                Err(ClientError::Unreadable(e)) => {
+                    // Any 2xx settles a result (DESIGN §3): the server has it.
+                    tracing::warn!(task = %entry.task_id, attempt = entry.report.attempt, error = %e, "the server accepted a result but its answer could not be read; it leaves the outbox");
+                    self.persist(|s| s.outbox.retain(|e| (e.task_id, e.report.attempt) != key));
                 }
                 Err(e) if e.is_transient() => {
                     let tries = entry.tries + 1;

@@ -31,6 +31,10 @@ pub enum ClientError {
     /// The answer was not what the API promises.
     #[error("unexpected answer from the server: {0}")]
     Invalid(String),
+    /// The server accepted the call (2xx) but its answer could not be read: a proxy's page, or
+    /// a newer server's view. The call took effect; sending it again would not help.
+    #[error("the server accepted the call but its answer could not be read: {0}")]
+    Unreadable(String),
 }
 
 impl ClientError {
@@ -39,6 +43,7 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Unreachable(_) | ClientError::Invalid(_) => true,
+            ClientError::Unreadable(_) => false,
             ClientError::Status { status, .. } => matches!(status, 408 | 429) || *status >= 500,
         }
     }
@@ -136,7 +141,7 @@ impl HttpClient {
             return response
                 .json()
                 .await
-                .map_err(|e| ClientError::Invalid(without_url(&e)));
+                .map_err(|e| ClientError::Unreadable(without_url(&e)));
         }
         let retry_after = response
             .headers()

@@ -98,7 +98,7 @@ impl BackoffTracker {
             .checked_add_signed(delay)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         entry.until = Some(until);
-        let minutes = (delay.num_seconds() + 59) / 60;
+        let minutes = delay.num_milliseconds().saturating_add(59_999) / 60_000;
         Some(Entered { until, minutes })
     }
 

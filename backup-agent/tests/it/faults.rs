@@ -525,3 +525,141 @@ async fn a_429_on_claim_holds_the_next_claim_until_retry_after() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waiting_for_its_repository_does_not_start_into_a_fresh_backoff() {
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent("waiting").await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let repo = dir.path().join("repo");
+    // The backup holds the repository for 4 s, then fails on a lock: with a threshold of 1 the
+    // repository enters a backoff of 30-60 s.
+    runner.script(
+        &repo.display().to_string(),
+        vec![
+            Script {
+                millis: 4000,
+                ..Script::fail(1, LOCKED)
+            },
+            Script::ok(50),
+        ],
+    );
+    let mut config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[("main", &repo, &pw)],
+    );
+    config.max_concurrent_tasks = Some(2);
+    config.backoff_failure_threshold = Some(1);
+    config.backoff_base_seconds = Some(60);
+    server
+        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .await;
+    let running = RunningAgent::start(config, runner.clone()).await;
+    server
+        .wait_for(15, "the backup running", || async { runner.current() == 1 })
+        .await;
+    // A check is claimed while the backup runs and waits for the exclusive repository lock.
+    server
+        .policy(json!({"name": "check", "agentId": agent.0, "kind": "check", "schedule": {"every": "1h"}, "repository": "main"}))
+        .await;
+    server
+        .wait_for(15, "the check claimed", || async {
+            server.tasks("status=claimed").await.len() == 1
+        })
+        .await;
+    server
+        .wait_for(
+            15,
+            "the repository in backoff (a check run into it would have reset it)",
+            || async { !running.agent.diagnostics().backoff.is_empty() },
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let operations: Vec<String> = runner
+        .operations()
+        .iter()
+        .map(|s| s.args[0].clone())
+        .collect();
+    assert_eq!(
+        operations,
+        ["backup"],
+        "the check got the lock after the failure but must wait out the backoff"
+    );
+    running.stop().await;
+}
+
+/// Delivers results, then answers as if the server's 2xx body could not be read.
+struct Garbled {
+    inner: HttpClient,
+    reports: Mutex<u32>,
+}
+
+#[async_trait]
+impl OrchestratorClient for Garbled {
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAnswer, ClientError> {
+        self.inner.heartbeat(heartbeat).await
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<ClaimAnswer, ClientError> {
+        self.inner.claim(request).await
+    }
+
+    async fn start(&self, task: TaskId, attempt: u32) -> Result<TaskView, ClientError> {
+        self.inner.start(task, attempt).await?;
+        Err(ClientError::Unreadable("a proxy's page".into()))
+    }
+
+    async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError> {
+        *self.reports.lock().expect("lock") += 1;
+        self.inner.report(task, report).await?;
+        Err(ClientError::Unreadable("a proxy's page".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_with_an_unreadable_body_settles_a_result() {
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent("garbled").await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let repo = dir.path().join("repo");
+    let config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[("main", &repo, &pw)],
+    );
+    let client = Arc::new(Garbled {
+        inner: http_client(&config),
+        reports: Mutex::new(0),
+    });
+    server
+        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .await;
+    let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
+    server
+        .wait_for(15, "the backup recorded", || async {
+            server.tasks("status=succeeded").await.len() == 1
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        running.agent.diagnostics().outbox,
+        0,
+        "the result left the outbox"
+    );
+    assert_eq!(
+        *client.reports.lock().expect("lock"),
+        1,
+        "and was sent once"
+    );
+    assert_eq!(
+        runner.operations().len(),
+        1,
+        "the start's garbled answer did not stop the run"
+    );
+    running.stop().await;
+}
