@@ -318,6 +318,10 @@ async fn main() -> Result<()> {
         token: tenant["token"].as_str().context("tenant token")?.into(),
         http: http.clone(),
     };
+    println!(
+        "Dashboard: {base}/ui (open it now to watch; log in with tenant id {} and token {})",
+        api.tenant, api.token
+    );
     let agent = api
         .call(
             reqwest::Method::POST,

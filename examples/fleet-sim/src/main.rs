@@ -5,7 +5,8 @@
 //! claims at once (start, then a succeeded result). At the end it prints the request rate,
 //! latency percentiles per request kind, the errors, and the server's RSS when it knows its pid.
 //!
-//! Against a running server: `fleet-sim --url http://127.0.0.1:8080 --admin-token ... --agents 10000`.
+//! Against a running server:
+//! `cargo run --release -p example-fleet-sim -- --url http://127.0.0.1:8080 --admin-token ... --agents 10000`.
 //! Without `--url` it starts a server in process on a temp SQLite file (or `--database`).
 #![allow(clippy::print_stdout)]
 
