@@ -70,6 +70,9 @@ impl Default for AgentOptions {
 struct Held {
     kind: TaskKind,
     running: bool,
+    /// Waiting out a repository's backoff: it takes no claim capacity, so one repository in
+    /// backoff cannot keep the agent from working on the others.
+    parked: bool,
     cancel: CancellationToken,
 }
 
@@ -482,14 +485,15 @@ impl Agent {
         }
         let settings = *lock(&self.inner.settings);
         let held = self.inner.lock_held();
+        let busy = || held.values().filter(|h| !h.parked);
         let total = settings
             .max_concurrent_tasks
-            .saturating_sub(u32::try_from(held.len()).unwrap_or(u32::MAX));
+            .saturating_sub(u32::try_from(busy().count()).unwrap_or(u32::MAX));
         if total == 0 {
             return None;
         }
         let per_kind = PerKind::from_fn(|kind| {
-            let mine = held.values().filter(|h| h.kind == kind).count();
+            let mine = busy().filter(|h| h.kind == kind).count();
             settings
                 .limit_for(kind)
                 .saturating_sub(u32::try_from(mine).unwrap_or(u32::MAX))
@@ -507,6 +511,7 @@ impl Agent {
             Held {
                 kind: task.kind,
                 running: false,
+                parked: false,
                 cancel: CancellationToken::new(),
             },
         );
@@ -547,6 +552,17 @@ impl Agent {
         self.inner.lock_held().remove(&id);
         self.refresh_gauges();
         self.inner.wake_poll.notify_one();
+    }
+
+    /// Marks a held task as waiting out a backoff (or no longer); a parked task frees its
+    /// claim capacity, so the poll loop is woken.
+    fn park(&self, task: TaskId, parked: bool) {
+        if let Some(held) = self.inner.lock_held().get_mut(&task) {
+            held.parked = parked;
+        }
+        if parked {
+            self.inner.wake_poll.notify_one();
+        }
     }
 
     /// The end of the backoff of `repository` or of the whole agent, whichever is later.
@@ -614,7 +630,10 @@ impl Agent {
         let exclusive = task.kind.is_exclusive();
         let (_repo_lock, _slot) = loop {
             while let Some(until) = self.backoff_until(&task.repository) {
-                if !self.wait_until(until, cancel).await {
+                self.park(task.id, true);
+                let waited = self.wait_until(until, cancel).await;
+                self.park(task.id, false);
+                if !waited {
                     return self.given_up(task, cancel);
                 }
             }

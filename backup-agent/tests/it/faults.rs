@@ -663,3 +663,68 @@ async fn a_2xx_with_an_unreadable_body_settles_a_result() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent("one-slot").await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let (bad, good) = (dir.path().join("bad"), dir.path().join("good"));
+    runner.script(&bad.display().to_string(), vec![Script::fail(1, LOCKED)]);
+    let mut config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[("bad", &bad, &pw), ("good", &good, &pw)],
+    );
+    config.max_concurrent_tasks = Some(1);
+    config.backoff_failure_threshold = Some(1);
+    config.backoff_base_seconds = Some(120);
+    server.policy(backup_policy(&agent.0, "bad", &["/d"])).await;
+    let running = RunningAgent::start(config, runner.clone()).await;
+    server
+        .wait_for(15, "the bad repository in backoff", || async {
+            !running.agent.diagnostics().backoff.is_empty()
+        })
+        .await;
+    // A run-now on the bad repository is claimed and waits out the backoff (a minute or more);
+    // meanwhile the one slot serves the good repository.
+    let mut second = backup_policy(&agent.0, "bad", &["/d"]);
+    second["name"] = json!("bad, run now");
+    let second = server.policy(second).await;
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/policies/{}/run", second["id"].as_str().expect("id")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    server
+        .wait_for(15, "the run-now claimed", || async {
+            running.agent.diagnostics().held_tasks == 1
+        })
+        .await;
+    server
+        .policy(backup_policy(&agent.0, "good", &["/d"]))
+        .await;
+    server
+        .wait_for(20, "the good repository's backup", || async {
+            server.tasks("status=succeeded").await.len() == 1
+        })
+        .await;
+    let operations: Vec<_> = runner.operations().iter().map(repository_of).collect();
+    assert_eq!(
+        operations,
+        [bad.display().to_string(), good.display().to_string()],
+        "nothing ran on the bad repository during its backoff"
+    );
+    running.stop().await;
+}
+
+fn repository_of(spec: &backup_core::ProcessSpec) -> String {
+    crate::harness::env_of(spec, "RESTIC_REPOSITORY")
+        .unwrap_or_default()
+        .to_owned()
+}
