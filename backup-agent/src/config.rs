@@ -257,13 +257,14 @@ impl AgentConfig {
             let Some(raw) = env(&name) else { continue };
             let value = match kind {
                 Kind::Text => Value::String(raw),
-                Kind::Number(_) => Value::from(raw.trim().parse::<i64>().map_err(|_| {
-                    ConfigError(format!("{key}: {raw:?} is not a whole number (from the environment variable {name})"))
+                Kind::Number(range) => Value::from(raw.trim().parse::<i64>().map_err(|_| {
+                    let allowed = range.map(|r| format!("; allowed {r}")).unwrap_or_default();
+                    ConfigError(format!("{key}: {raw:?} is not a whole number{allowed} (from the environment variable {name})"))
                 })?),
-                Kind::NullableNumber(_) => match raw.trim() {
+                Kind::NullableNumber(range) => match raw.trim() {
                     "" | "null" | "unlimited" => Value::Null,
                     n => Value::from(n.parse::<i64>().map_err(|_| {
-                        ConfigError(format!("{key}: {raw:?} is not a whole number or null (from the environment variable {name})"))
+                        ConfigError(format!("{key}: {raw:?} is not a whole number; allowed {range}, or unlimited (from the environment variable {name})"))
                     })?),
                 },
             };
@@ -290,6 +291,12 @@ impl AgentConfig {
                     let ok = n
                         .as_i64()
                         .is_some_and(|v| (range.min..=range.max).contains(&v));
+                    if n.as_i64().is_none() {
+                        return Err(ConfigError(format!(
+                            "{key}: {n} is not a whole number; allowed {range} (from {})",
+                            from(key)
+                        )));
+                    }
                     if !ok {
                         return Err(ConfigError(format!(
                             "{key}: {n} is out of range; allowed {range} (from {})",

@@ -116,7 +116,17 @@ fn errors_name_key_value_range_and_source() {
     .expect_err("nan")
     .to_string();
     assert!(
-        e.contains("pollingIntervalSeconds") && e.contains("soon"),
+        e.contains("pollingIntervalSeconds")
+            && e.contains("soon")
+            && e.contains("1-86400")
+            && e.contains("BACKUP_AGENT_POLLING_INTERVAL_SECONDS"),
+        "the range too: {e}"
+    );
+    let e = AgentConfig::parse("cpuQuotaPercent: 50.5\n", "file agent.yaml", env(&[]))
+        .expect_err("a fraction")
+        .to_string();
+    assert!(
+        e.contains("cpuQuotaPercent") && e.contains("not a whole number") && e.contains("1-100"),
         "{e}"
     );
     let e = AgentConfig::parse(
