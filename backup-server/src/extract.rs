@@ -139,7 +139,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
-/// Query parameters; a bad value is a 422 naming the parameter. Unknown parameters are ignored.
+/// Query parameters (of the tenant routes' lists); a bad value is a 422 naming the parameter, and
+/// so is an unknown one: a misspelt filter would otherwise answer the unfiltered list.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
@@ -149,17 +150,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de)
-            .map(ApiQuery)
-            .map_err(|e| {
-                let field = e.path().to_string();
-                let field = if field == "." {
-                    "query".to_owned()
-                } else {
-                    field
-                };
-                ApiError::invalid(field, e.into_inner().to_string())
-            })
+        let mut unknown = Vec::new();
+        let mut track = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        let value =
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(de, &mut track))
+                .map_err(|e| {
+                    let field = e.path().to_string();
+                    let field = if field == "." {
+                        "query".to_owned()
+                    } else {
+                        field
+                    };
+                    ApiError::invalid(field, e.into_inner().to_string())
+                })?;
+        match unknown.first() {
+            Some(name) => Err(ApiError::invalid(
+                name.clone(),
+                format!("{name}: unknown query parameter"),
+            )),
+            None => Ok(ApiQuery(value)),
+        }
     }
 }
 

@@ -266,7 +266,11 @@ impl PolicyRow {
             schedule: ScheduleSpec {
                 every: self.schedule_every.clone(),
                 cron: self.schedule_cron.clone(),
-                timezone: self.timezone.clone(),
+                // A cron schedule's view names its zone, `UTC` when none was given.
+                timezone: self
+                    .timezone
+                    .clone()
+                    .or_else(|| self.schedule_cron.as_ref().map(|_| "UTC".to_owned())),
             },
             paths: from_json("policy paths", &self.paths)?,
             excludes: from_json("policy excludes", &self.excludes)?,

@@ -292,6 +292,12 @@ server_test!(policies_and_run_now, |h| async move {
         h.get("/policies?agentId=nope", &auth).await.field(),
         "agentId"
     );
+    let typo = h.get("/tasks?state=failed", &auth).await;
+    assert_eq!(
+        (typo.status, typo.field()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "state"),
+        "a misspelt filter is refused, not ignored: {typo:?}"
+    );
 
     let too_many: Vec<String> = (0..=backup_core::MAX_PATHS)
         .map(|i| format!("/srv/{i}"))
@@ -850,5 +856,13 @@ server_test!(null_on_a_field_that_cannot_be_null_is_422, |h| async move {
         cleared.status,
         StatusCode::OK,
         "null clears a nullable field"
+    );
+    let mut cron = backup_policy(&agent.0);
+    cron["schedule"] = json!({"cron": "0 3 * * *"});
+    let cron = h.policy(&t, cron).await;
+    assert_eq!(
+        cron["schedule"],
+        json!({"cron": "0 3 * * *", "timezone": "UTC"}),
+        "the view names the default zone"
     );
 });
