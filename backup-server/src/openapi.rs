@@ -2,7 +2,10 @@
 
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        ContentBuilder, Ref, RefOr, ResponseBuilder,
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 
 use crate::routes;
@@ -20,9 +23,52 @@ use crate::routes;
         routes::list_backup_runs,
         routes::healthz, routes::readyz, routes::metrics, routes::openapi_json,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &CrossCutting),
 )]
 struct ApiDoc;
+
+/// What any route can answer, whatever its handler does: 408 when the request outlives
+/// `limits.requestTimeoutSeconds` (no body), 413 when it declares a body over 1 MiB.
+struct CrossCutting;
+
+impl Modify for CrossCutting {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses.entry("408".into()).or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(
+                                "The request took longer than limits.requestTimeoutSeconds",
+                            )
+                            .build(),
+                    )
+                });
+                responses.entry("413".into()).or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description("Body over 1 MiB")
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                });
+            }
+        }
+    }
+}
 
 struct Security;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderName, StatusCode},
+    http::{HeaderName, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, patch, post},
@@ -69,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_large_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(
@@ -96,6 +97,22 @@ async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
+}
+
+/// A declared body over 1 MiB is refused on every route, also those that read no body (where
+/// `DefaultBodyLimit` never looks).
+async fn refuse_large_bodies(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let known = axum::body::HttpBody::size_hint(req.body()).lower();
+    if declared.unwrap_or(0).max(known) > MAX_BODY_BYTES as u64 {
+        return ApiError::new(ErrorCode::PayloadTooLarge, "the body is larger than 1 MiB")
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -52,6 +52,12 @@ async fn the_document_lists_every_route_and_its_statuses() {
                 !responses.is_empty(),
                 "{method} {path} declares its statuses"
             );
+            for status in ["408", "413"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} declares {status}, which any route can answer"
+                );
+            }
             let secured = op.get("security").is_some();
             if secured {
                 assert!(

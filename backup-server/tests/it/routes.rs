@@ -247,6 +247,22 @@ server_test!(bad_bodies_are_400_413_422_never_500, |h| async move {
         (a.status, a.code()),
         (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
     );
+    // Also where the handler reads no body.
+    let big = vec![b' '; 2 * 1024 * 1024];
+    for (method, path) in [
+        (Method::POST, "/token/rotate"),
+        (
+            Method::DELETE,
+            "/agents/00000000-0000-4000-8000-000000000000",
+        ),
+    ] {
+        let a = h.raw(method, path, &auth, big.clone()).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            "{path}"
+        );
+    }
     let long_name = h
         .post(
             "/agents",
