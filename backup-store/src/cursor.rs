@@ -10,6 +10,9 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 /// The page size when none is asked for.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 
+/// 9999-12-31T23:59:59.999Z: the latest time a cursor or an agent's report may carry.
+pub(crate) const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
 /// The position after which the next page starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cursor {
@@ -29,8 +32,13 @@ impl Cursor {
     fn decode(text: &str) -> Option<Self> {
         let raw = String::from_utf8(hex::decode(text).ok()?).ok()?;
         let (ms, id) = raw.split_once('.')?;
+        // Only times this store can have written (PostgreSQL refuses years before 4713 BC).
+        let ms: i64 = ms.parse().ok()?;
+        if !(0..=MAX_TIMESTAMP_MS).contains(&ms) {
+            return None;
+        }
         Some(Cursor {
-            at: Ts::new(chrono::DateTime::from_timestamp_millis(ms.parse().ok()?)?),
+            at: Ts::new(chrono::DateTime::from_timestamp_millis(ms)?),
             id: Uuid::parse_str(id).ok()?,
         })
     }

@@ -60,13 +60,14 @@ impl From<sqlx::Error> for StoreError {
                     || code.starts_with("57P")
                     || code == "40001"
                     || code == "40P01";
-                // 22021 / 22P05: text PostgreSQL cannot store (a NUL). Validation names the
-                // fields that can carry one; this is the net for any that slips past.
-                if code == "22021" || code == "22P05" {
+                // 22021 / 22P05: text PostgreSQL cannot store (a NUL); 22008: a time out of its
+                // range. Validation bounds what can carry them; this is the net for any that
+                // slips past.
+                if matches!(code.as_ref(), "22021" | "22P05" | "22008") {
                     StoreError::Validation(backup_core::Error::invalid(
                         "body",
-                        "text with a NUL or an unencodable character",
-                        "text without NUL characters",
+                        "a value the database cannot store",
+                        "text without NUL characters, times in 1970-9999",
                     ))
                 } else if sqlite_unavailable || pg_transient {
                     StoreError::Unavailable(e.to_string())

@@ -231,38 +231,81 @@ pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
     Ok(backup_core::validate_name(field, name)?)
 }
 
-/// Free text an agent reports (error messages, versions, snapshot ids) as the database can keep
-/// it: PostgreSQL refuses NUL in TEXT, and restic's stderr may carry one. Agent routes are
-/// tolerant, so the NUL becomes U+FFFD instead of a 422 that would strand a result.
-fn storable(text: &mut Option<String>) -> bool {
-    match text {
-        Some(t) if t.contains('\0') => {
+/// What an agent reports, made storable and bounded. Agent routes are tolerant (a 422 would
+/// strand a result in the agent's outbox), so instead of refusing:
+/// - a NUL (PostgreSQL refuses it in TEXT; restic's stderr may carry one) becomes U+FFFD;
+/// - free text is cut to a bound (versions 200 characters, a snapshot id 128, an error
+///   8,192), so that no agent can fill the server's memory through lists of agents or runs;
+/// - at most 1,000 repositories in backoff are kept;
+/// - a time outside 1970-9999 (PostgreSQL's range is narrower than chrono's) is dropped.
+fn storable(text: &mut Option<String>, max_chars: usize) {
+    if let Some(t) = text {
+        if t.contains('\0') {
             *t = t.replace('\0', "\u{FFFD}");
-            true
         }
-        _ => false,
+        if let Some((cut, _)) = t.char_indices().nth(max_chars) {
+            t.truncate(cut);
+        }
     }
 }
 
+fn text_needs(text: Option<&str>, max_chars: usize) -> bool {
+    text.is_some_and(|t| t.contains('\0') || (t.len() > max_chars && t.chars().count() > max_chars))
+}
+
+fn time_out_of_range(time: Option<chrono::DateTime<Utc>>) -> bool {
+    time.is_some_and(|t| !(0..=cursor::MAX_TIMESTAMP_MS).contains(&t.timestamp_millis()))
+}
+
+fn storable_time(time: &mut Option<chrono::DateTime<Utc>>) {
+    if time_out_of_range(*time) {
+        *time = None;
+    }
+}
+
+const MAX_REPORTED_BACKOFFS: usize = 1000;
+
 fn storable_heartbeat(heartbeat: &Heartbeat) -> Cow<'_, Heartbeat> {
-    let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
-    if !nul(&heartbeat.agent_version) && !nul(&heartbeat.restic_version) {
+    let dirty = text_needs(heartbeat.agent_version.as_deref(), 200)
+        || text_needs(heartbeat.restic_version.as_deref(), 200)
+        || time_out_of_range(heartbeat.backoff_until)
+        || heartbeat.backoff_repositories.as_ref().is_some_and(|list| {
+            list.len() > MAX_REPORTED_BACKOFFS
+                || list
+                    .iter()
+                    .any(|e| text_needs(Some(&e.repository), backup_core::MAX_REPOSITORY_CHARS))
+        });
+    if !dirty {
         return Cow::Borrowed(heartbeat);
     }
     let mut clean = heartbeat.clone();
-    storable(&mut clean.agent_version);
-    storable(&mut clean.restic_version);
+    storable(&mut clean.agent_version, 200);
+    storable(&mut clean.restic_version, 200);
+    storable_time(&mut clean.backoff_until);
+    if let Some(list) = &mut clean.backoff_repositories {
+        list.truncate(MAX_REPORTED_BACKOFFS);
+        for entry in list {
+            let mut name = Some(std::mem::take(&mut entry.repository));
+            storable(&mut name, backup_core::MAX_REPOSITORY_CHARS);
+            entry.repository = name.unwrap_or_default();
+        }
+    }
     Cow::Owned(clean)
 }
 
 fn storable_report(report: &AttemptReport) -> Cow<'_, AttemptReport> {
-    let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
-    if !nul(&report.error) && !nul(&report.snapshot_id) {
+    let dirty = text_needs(report.error.as_deref(), 8192)
+        || text_needs(report.snapshot_id.as_deref(), 128)
+        || time_out_of_range(report.started_at)
+        || time_out_of_range(report.finished_at);
+    if !dirty {
         return Cow::Borrowed(report);
     }
     let mut clean = report.clone();
-    storable(&mut clean.error);
-    storable(&mut clean.snapshot_id);
+    storable(&mut clean.error, 8192);
+    storable(&mut clean.snapshot_id, 128);
+    storable_time(&mut clean.started_at);
+    storable_time(&mut clean.finished_at);
     Cow::Owned(clean)
 }
 

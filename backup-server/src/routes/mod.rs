@@ -120,7 +120,13 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+    // A fixed set: hyper accepts any token as a method, and a label per made-up method would
+    // grow the metrics without bound.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "PATCH" | "PUT" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     let metrics = state.metrics();

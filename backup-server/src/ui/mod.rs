@@ -11,6 +11,9 @@ mod session;
 
 use axum::{
     Router,
+    http::{HeaderValue, header},
+    middleware,
+    response::Response,
     routing::{get, post},
 };
 
@@ -35,4 +38,34 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/ui/policies/{id}/enabled", post(pages::set_enabled))
         .route("/ui/policies/{id}/run", post(pages::run_policy))
+        .layer(middleware::map_response(security_headers))
+}
+
+/// Defence in depth for every dashboard response: a Content-Security-Policy that admits only
+/// the page's own inline style and its one refresh script (by hash), no framing, no sniffing,
+/// no referrer.
+async fn security_headers(mut response: Response) -> Response {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let csp = CSP.get_or_init(|| {
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+             script-src '{}'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+             base-uri 'none'",
+            pages::refresh_script_hash()
+        )
+    });
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }

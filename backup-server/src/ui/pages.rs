@@ -43,6 +43,16 @@ button{font:inherit;padding:.25rem .7rem;cursor:pointer}
 const REFRESH: &str = "setInterval(async()=>{try{const r=await fetch('/ui/fragments/agents',{credentials:'same-origin'});\
 if(r.redirected){location.reload();return}if(r.ok){document.getElementById('agents').innerHTML=await r.text()}}catch(e){}},5000);";
 
+/// The CSP source of [`REFRESH`]: `sha256-<base64 of its SHA-256>`.
+pub(crate) fn refresh_script_hash() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(REFRESH.as_bytes()))
+    )
+}
+
 fn layout(title: &str, session: Option<&Session>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)

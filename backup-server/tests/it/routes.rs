@@ -882,3 +882,78 @@ server_test!(null_on_a_field_that_cannot_be_null_is_422, |h| async move {
         "the view names the default zone"
     );
 });
+
+server_test!(
+    agent_reports_are_bounded_and_cursors_checked,
+    |h| async move {
+        let t = h.tenant("acme").await;
+        let auth = Auth::tenant(&t);
+        let agent = h.agent(&t, "db-1").await;
+        let hb = h
+            .heartbeat(
+                &agent,
+                json!({"runningTasks": 0, "queueDepth": 0, "agentVersion": "v".repeat(5000),
+                   "backoffUntil": "+200000-01-01T00:00:00Z"}),
+            )
+            .await;
+        assert_eq!(hb.status, StatusCode::OK, "{hb:?}");
+        let view = h.get(&format!("/agents/{}", agent.0), &auth).await;
+        assert_eq!(
+            view.body["agentVersion"].as_str().map(str::len),
+            Some(200),
+            "an agent cannot store 5,000 characters of version"
+        );
+        h.policy(&t, backup_policy(&agent.0)).await;
+        h.tick().await;
+        let task = h.claim(&agent, 1).await[0]["id"]
+            .as_str()
+            .expect("task")
+            .to_owned();
+        let me = Auth::Agent(agent.1.clone());
+        let report = json!({"attempt": 1, "outcome": "succeeded", "snapshotId": "s".repeat(1000),
+                        "startedAt": "0001-01-01T00:00:00Z", "finishedAt": "+100000-01-01T00:00:00Z"});
+        let a = h.post(&format!("/tasks/{task}/result"), &me, report).await;
+        assert_eq!(a.status, StatusCode::OK, "{a:?}");
+        let runs = h.get(&format!("/backup-runs?taskId={task}"), &auth).await;
+        assert_eq!(
+            runs.body["items"][0]["snapshotId"].as_str().map(str::len),
+            Some(128)
+        );
+        // A cursor naming a time no row can have (PostgreSQL cannot even hold it) is a 422.
+        let forged = hex::encode(format!(
+            "-1000000000000000.{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let a = h.get(&format!("/agents?cursor={forged}"), &auth).await;
+        assert_eq!(
+            (a.status, a.field()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "cursor"),
+            "{a:?}"
+        );
+        // Made-up methods share one metrics label.
+        let odd = Method::from_bytes(b"MADEUPMETHOD").expect("a token");
+        h.call(odd, "/agents", &auth, None).await;
+        let metrics = h
+            .router
+            .clone()
+            .oneshot(
+                axum::http::Request::get("/metrics")
+                    .body(axum::body::Body::empty())
+                    .expect("req"),
+            )
+            .await
+            .expect("ok");
+        let text = String::from_utf8(
+            metrics
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec(),
+        )
+        .expect("utf8");
+        assert!(!text.contains("MADEUPMETHOD"), "{text}");
+        assert!(text.contains("method=\"other\""), "{text}");
+    }
+);

@@ -19,6 +19,7 @@ struct Browser<'a> {
 struct Page {
     status: StatusCode,
     location: Option<String>,
+    csp: Option<String>,
     html: String,
 }
 
@@ -80,6 +81,11 @@ impl<'a> Browser<'a> {
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let csp = response
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let html = String::from_utf8(
             response
                 .into_body()
@@ -93,6 +99,7 @@ impl<'a> Browser<'a> {
         Page {
             status,
             location,
+            csp,
             html,
         }
     }
@@ -490,5 +497,41 @@ async fn badges_show_saturation_and_backoff() {
             .contains("Backoff active until 2026-03-01 00:10:00 UTC"),
         "{}",
         home.html
+    );
+}
+
+#[tokio::test]
+async fn pages_carry_a_csp_that_admits_only_their_own_script() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    let mut b = Browser::new(&h);
+    let login = b.get("/ui/login").await;
+    assert!(
+        login
+            .csp
+            .as_deref()
+            .is_some_and(|c| c.contains("frame-ancestors 'none'")),
+        "{:?}",
+        login.csp
+    );
+    b.login(&t).await;
+    let page = b.get("/ui").await;
+    let start = page.html.find("<script>").expect("the refresh script") + "<script>".len();
+    let end = start + page.html[start..].find("</script>").expect("its end");
+    let hash = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(&page.html.as_bytes()[start..end]));
+    let csp = page.csp.expect("a CSP");
+    assert!(
+        csp.contains(&format!("script-src 'sha256-{hash}'")),
+        "the CSP admits the page's own script: {csp}"
+    );
+    assert_eq!(
+        page.html.matches("<script").count(),
+        1,
+        "and there is no other"
     );
 }
