@@ -229,7 +229,16 @@ mod tests {
         .expect("valid");
         let mut rng = SplitMix64::new(7);
         assert_eq!(b.max_delay(u32::MAX), Duration::MAX);
-        assert!(b.delay(u32::MAX, &mut rng) <= Duration::MAX);
+        // Full jitter draws below the cap without overflowing on the way (it would panic).
+        b.delay(u32::MAX, &mut rng);
         assert_eq!(b.max_delay(0), Duration::from_nanos(1));
+        let exact = ExponentialBackoff::new(
+            Duration::from_nanos(1),
+            1.000_001,
+            Duration::MAX,
+            Jitter::None,
+        )
+        .expect("valid");
+        assert_eq!(exact.delay(u32::MAX, &mut rng), Duration::MAX);
     }
 }

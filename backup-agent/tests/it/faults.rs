@@ -321,8 +321,11 @@ async fn the_outbox_delivers_every_result_exactly_once_after_an_outage() {
         .await;
     // The server goes down while the backups run; the agent finishes them anyway.
     server.stop().await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(runner.current(), 0, "the agent finished what it held");
+    server
+        .wait_for(30, "the agent to finish what it held", || async {
+            runner.current() == 0 && running.agent.diagnostics().outbox == 3
+        })
+        .await;
     assert_eq!(
         running.agent.diagnostics().outbox,
         3,

@@ -55,9 +55,10 @@ async fn the_child_runs_with_the_requested_niceness() {
 async fn a_timeout_kills_the_child_and_its_children() {
     let runner = TokioProcessRunner::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    // The shell ignores SIGINT, so only the SIGKILL after the grace period ends it.
+    // The shell ignores SIGINT, so only the SIGKILL after the grace period ends it. The timeout
+    // leaves the shell ample time to set its trap and start both children on a loaded machine.
     let mut spec = sh("trap '' INT; sleep 300 & echo child $!; sleep 300 & echo child $!; wait");
-    spec.timeout = Some(Duration::from_millis(500));
+    spec.timeout = Some(Duration::from_secs(3));
     spec.grace = Duration::from_millis(300);
     let out = runner
         .run(
@@ -98,7 +99,11 @@ async fn a_timeout_kills_the_child_and_its_children() {
     }
     assert!(leader.is_some());
     assert_eq!(children.len(), 2);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGKILL went to the group; the kernel reaps the grandchildren soon after.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while children.iter().any(|pid| alive(*pid)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for pid in children {
         assert!(!alive(pid), "grandchild {pid} outlived the timeout");
     }
@@ -108,13 +113,29 @@ async fn a_timeout_kills_the_child_and_its_children() {
 async fn a_stop_sends_sigint_first_and_waits_for_a_clean_exit() {
     let runner = TokioProcessRunner::new();
     let (stopper, stop) = StopSignal::pair();
-    let spec = sh("trap 'echo cleaned up; exit 130' INT; sleep 300 & wait");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let spec = sh("trap 'echo cleaned up; exit 130' INT; sleep 300 & echo ready; wait");
     let run = tokio::spawn(async move {
         runner
-            .run(spec, ProcessControl { events: None, stop })
+            .run(
+                spec,
+                ProcessControl {
+                    events: Some(tx),
+                    stop,
+                },
+            )
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stop only once the shell has set its trap (it says so).
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = rx.recv().await {
+            if matches!(&event, ProcessEvent::Line { line, .. } if line == "ready") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the shell got ready");
     stopper.stop();
     let out = run.await.expect("joined").expect("runs");
     assert_eq!(out.terminated, Some(Termination::Stopped));

@@ -360,8 +360,10 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
         })
         .await;
     let task = server.tasks("").await.remove(0);
-    assert_eq!(
-        task["status"], "pending",
+    // Pending for its retry, or already claimed again (waiting out the backoff).
+    assert!(
+        matches!(task["status"].as_str(), Some("pending" | "claimed"))
+            && task["retryCount"].as_u64() >= Some(1),
         "a lock conflict is retriable: {task}"
     );
     assert!(
@@ -518,7 +520,7 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
 
     let mut second = spawn_agent("second.log");
     server
-        .wait_for(10, "the orphan killed at restart", || async move {
+        .wait_for(60, "the orphan killed at restart", || async move {
             backup_agent::process_start_ticks(pgid).is_none()
         })
         .await;

@@ -61,7 +61,11 @@ async fn backoff_timers_and_the_outbox_survive_a_restart() {
         .wait_for(15, "the backup running", || async { runner.current() == 1 })
         .await;
     server.stop().await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server
+        .wait_for(30, "the failed attempt in the outbox", || async {
+            runner.current() == 0 && first.agent.diagnostics().outbox == 1
+        })
+        .await;
     let before = first.agent.diagnostics();
     assert_eq!(before.outbox, 1, "the failure waits for the server");
     let until = before

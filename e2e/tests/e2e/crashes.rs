@@ -45,7 +45,7 @@ e2e_test!(kill_9_of_the_agent_during_a_backup, |world| async move {
         .await;
     assert_eq!(status, 200);
     a.restart();
-    wait_for(15, "the leftover restic killed at restart", || async {
+    wait_for(60, "the leftover restic killed at restart", || async {
         !restic_processes(&marker).iter().any(|p| p.pid == orphan)
     })
     .await;
