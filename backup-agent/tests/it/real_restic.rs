@@ -308,21 +308,8 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
         .spawn()
         .expect("check");
     let locks = repo.join("locks");
-    let complete_locks = || {
-        std::fs::read_dir(&locks)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| {
-                        let name = e.file_name();
-                        let name = name.to_string_lossy();
-                        name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
-                    })
-                    .count()
-            })
-            .unwrap_or(0)
-    };
     let t0 = Instant::now();
-    while complete_locks() == 0 {
+    while complete_locks(&locks) == 0 {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "the check never locked"
@@ -423,16 +410,34 @@ async fn a_timed_out_restic_leaves_no_lock_behind() {
         );
         let mut spec = ProcessSpec::new("restic").args(args);
         spec.env = env.clone();
-        spec.timeout = Some(Duration::from_secs(3));
+        spec.timeout = Some(Duration::from_secs(6));
         spec.grace = Duration::from_millis(grace_ms);
+        // Watches for restic's lock while it runs, so that "no lock left" is not vacuous.
+        let locked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (locked, locks) = (locked.clone(), repo.join("locks"));
+            tokio::spawn(async move {
+                loop {
+                    if complete_locks(&locks) > 0 {
+                        locked.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
         let out = runner
             .run(spec, ProcessControl::none())
             .await
             .expect("runs");
+        watcher.abort();
         assert_eq!(out.terminated, Some(backup_core::Termination::TimedOut));
+        assert!(
+            locked.load(std::sync::atomic::Ordering::SeqCst),
+            "restic held its lock when the timeout came (grace {grace_ms} ms)"
+        );
         if grace_ms == 0 {
-            // SIGKILL left restic no time to clean up: the agent runs `restic unlock` after a
-            // timeout, which removes the dead process's lock.
+            // SIGKILL right after SIGINT: whether restic removed its lock in between is a race;
+            // the agent runs `restic unlock` after every timeout (with these arguments).
             let mut unlock =
                 ProcessSpec::new("restic").args(restic::arguments(&restic::Command::Unlock, None));
             unlock.env = env.clone();
@@ -441,14 +446,47 @@ async fn a_timed_out_restic_leaves_no_lock_behind() {
                 .await
                 .expect("unlock");
         }
-        let left = std::fs::read_dir(repo.join("locks"))
-            .map(|d| d.count())
-            .unwrap_or(0);
         assert_eq!(
-            left, 0,
+            complete_locks(&repo.join("locks")),
+            0,
             "no lock left after a timeout with grace {grace_ms} ms"
         );
     }
+    // And the unlock really removes a dead process's lock: a restic killed by SIGKILL alone
+    // (as when the machine's OOM killer strikes) leaves its lock behind.
+    let mut victim = restic_cmd(&repo, &pw, &cache)
+        .args(["backup", "-q", "--limit-upload", "64"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restic backup");
+    let t0 = Instant::now();
+    while complete_locks(&repo.join("locks")) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the backup never locked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    victim.kill().expect("SIGKILL");
+    let _ = victim.wait();
+    assert!(
+        complete_locks(&repo.join("locks")) > 0,
+        "a SIGKILLed restic leaves its lock"
+    );
+    let mut unlock =
+        ProcessSpec::new("restic").args(restic::arguments(&restic::Command::Unlock, None));
+    unlock.env = env.clone();
+    runner
+        .run(unlock, ProcessControl::none())
+        .await
+        .expect("unlock");
+    assert_eq!(
+        complete_locks(&repo.join("locks")),
+        0,
+        "the agent's unlock removed the dead process's lock"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -561,4 +599,20 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
         1,
         "the retry made the snapshot"
     );
+}
+
+/// Locks restic has finished writing (a name of 64 hex digits; it writes under a temporary
+/// name first).
+fn complete_locks(locks: &Path) -> usize {
+    std::fs::read_dir(locks)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
