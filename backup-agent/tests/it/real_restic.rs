@@ -397,6 +397,19 @@ async fn a_timed_out_restic_leaves_no_lock_behind() {
         ("RESTIC_CACHE_DIR".to_owned(), cache.display().to_string()),
     ];
     let paths = vec![data.display().to_string()];
+    // `restic unlock` with the arguments the agent uses after a timeout.
+    let unlock = || {
+        let mut spec =
+            ProcessSpec::new("restic").args(restic::arguments(&restic::Command::Unlock, None));
+        spec.env = env.clone();
+        let runner = runner.clone();
+        async move {
+            runner
+                .run(spec, ProcessControl::none())
+                .await
+                .expect("unlock");
+        }
+    };
     for grace_ms in [5000, 0] {
         let args = restic::arguments(
             &restic::Command::Backup {
@@ -438,13 +451,7 @@ async fn a_timed_out_restic_leaves_no_lock_behind() {
         if grace_ms == 0 {
             // SIGKILL right after SIGINT: whether restic removed its lock in between is a race;
             // the agent runs `restic unlock` after every timeout (with these arguments).
-            let mut unlock =
-                ProcessSpec::new("restic").args(restic::arguments(&restic::Command::Unlock, None));
-            unlock.env = env.clone();
-            runner
-                .run(unlock, ProcessControl::none())
-                .await
-                .expect("unlock");
+            unlock().await;
         }
         assert_eq!(
             complete_locks(&repo.join("locks")),
@@ -475,13 +482,7 @@ async fn a_timed_out_restic_leaves_no_lock_behind() {
         complete_locks(&repo.join("locks")) > 0,
         "a SIGKILLed restic leaves its lock"
     );
-    let mut unlock =
-        ProcessSpec::new("restic").args(restic::arguments(&restic::Command::Unlock, None));
-    unlock.env = env.clone();
-    runner
-        .run(unlock, ProcessControl::none())
-        .await
-        .expect("unlock");
+    unlock().await;
     assert_eq!(
         complete_locks(&repo.join("locks")),
         0,

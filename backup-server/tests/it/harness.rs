@@ -148,6 +148,30 @@ impl Harness {
         call(&self.router, method, path, auth, Some(body)).await
     }
 
+    /// The `/metrics` text (not JSON, so not through [`Harness::get`]).
+    pub(crate) async fn metrics_text(&self) -> String {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let response = self
+            .router
+            .clone()
+            .oneshot(
+                axum::http::Request::get("/metrics")
+                    .body(axum::body::Body::empty())
+                    .expect("req"),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), axum::http::StatusCode::OK);
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf8")
+    }
+
     pub(crate) async fn get(&self, path: &str, auth: &Auth) -> Answer {
         self.call(Method::GET, path, auth, None).await
     }

@@ -1,9 +1,7 @@
 //! Every route through `app()`: success, bad input, auth, other tenants and other agents.
 
 use axum::http::{Method, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use crate::harness::{Auth, backup_policy, server_test, start};
 
@@ -704,27 +702,7 @@ server_test!(operational_endpoints, |h| async move {
     assert_eq!(h.get("/readyz", &Auth::None).await.status, StatusCode::OK);
     let t = h.tenant("acme").await;
     h.get("/agents", &Auth::tenant(&t)).await;
-    let response = h
-        .router
-        .clone()
-        .oneshot(
-            axum::http::Request::get("/metrics")
-                .body(axum::body::Body::empty())
-                .expect("req"),
-        )
-        .await
-        .expect("ok");
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec(),
-    )
-    .expect("utf8");
+    let text = h.metrics_text().await;
     assert!(
         text.contains(
             "backup_server_http_requests_total{method=\"GET\",route=\"/agents\",status=\"200\"} 1"
@@ -933,26 +911,7 @@ server_test!(
         // Made-up methods share one metrics label.
         let odd = Method::from_bytes(b"MADEUPMETHOD").expect("a token");
         h.call(odd, "/agents", &auth, None).await;
-        let metrics = h
-            .router
-            .clone()
-            .oneshot(
-                axum::http::Request::get("/metrics")
-                    .body(axum::body::Body::empty())
-                    .expect("req"),
-            )
-            .await
-            .expect("ok");
-        let text = String::from_utf8(
-            metrics
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes()
-                .to_vec(),
-        )
-        .expect("utf8");
+        let text = h.metrics_text().await;
         assert!(!text.contains("MADEUPMETHOD"), "{text}");
         assert!(text.contains("method=\"other\""), "{text}");
     }
