@@ -77,8 +77,12 @@ pub struct AgentConfig {
     pub max_concurrent_prunes: Option<i64>,
     /// Proposed.
     pub cpu_quota_percent: Option<i64>,
-    /// Proposed; `null` is unlimited.
+    /// Proposed; `null` is unlimited (see [`AgentConfig::bandwidth_unlimited`]).
     pub bandwidth_limit_mbps: Option<i64>,
+    /// Whether the file or the environment set `bandwidthLimitMbps` to `null` (or `unlimited`):
+    /// that proposes unlimited uploads, where a key left out proposes nothing.
+    #[serde(skip)]
+    pub bandwidth_unlimited: bool,
     /// Proposed.
     pub max_retries: Option<i64>,
     /// Proposed.
@@ -110,6 +114,7 @@ impl Default for AgentConfig {
             max_concurrent_prunes: None,
             cpu_quota_percent: None,
             bandwidth_limit_mbps: None,
+            bandwidth_unlimited: false,
             max_retries: None,
             max_backoff_minutes: None,
             backoff_base_seconds: None,
@@ -312,11 +317,13 @@ impl AgentConfig {
                 }
             }
         }
-        let config: AgentConfig =
+        let unlimited = matches!(map.get("bandwidthLimitMbps"), Some(Value::Null));
+        let mut config: AgentConfig =
             serde_path_to_error(Value::Object(map)).map_err(|(path, e)| {
                 let top = path.split('.').next().unwrap_or_default().to_owned();
                 ConfigError(format!("{path}: {e} (from {})", from(&top)))
             })?;
+        config.bandwidth_unlimited = unlimited && config.bandwidth_limit_mbps.is_none();
         config.validate(&from)?;
         Ok(config)
     }
@@ -359,7 +366,11 @@ impl AgentConfig {
             max_concurrent_checks: self.max_concurrent_checks,
             max_concurrent_prunes: self.max_concurrent_prunes,
             cpu_quota_percent: self.cpu_quota_percent,
-            bandwidth_limit_mbps: self.bandwidth_limit_mbps.map(Some),
+            bandwidth_limit_mbps: match (self.bandwidth_limit_mbps, self.bandwidth_unlimited) {
+                (Some(mbps), _) => Some(Some(mbps)),
+                (None, true) => Some(None),
+                (None, false) => None,
+            },
             max_retries: self.max_retries,
             max_backoff_minutes: self.max_backoff_minutes,
             backoff_base_seconds: self.backoff_base_seconds,

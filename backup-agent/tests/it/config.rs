@@ -181,3 +181,24 @@ fn repositories_with_env_and_env_file() {
         ]
     );
 }
+
+#[test]
+fn bandwidth_null_proposes_unlimited_and_absent_proposes_nothing() {
+    let proposal = |yaml: &str, vars: &[(&str, &str)]| {
+        AgentConfig::parse(yaml, "file agent.yaml", env(vars))
+            .expect("valid")
+            .proposed_settings()
+            .bandwidth_limit_mbps
+    };
+    assert_eq!(proposal("bandwidthLimitMbps: 20\n", &[]), Some(Some(20)));
+    assert_eq!(
+        proposal("bandwidthLimitMbps: null\n", &[]),
+        Some(None),
+        "an adopted limit can be lifted from the file"
+    );
+    assert_eq!(
+        proposal("", &[("BACKUP_AGENT_BANDWIDTH_LIMIT_MBPS", "unlimited")]),
+        Some(None)
+    );
+    assert_eq!(proposal("", &[]), None, "a key left out proposes nothing");
+}
