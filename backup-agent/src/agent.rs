@@ -444,7 +444,19 @@ impl Agent {
             Duration::from_secs(u64::from(self.inner.config.polling_interval_seconds.max(1)));
         // A 429 or 503 with Retry-After: no claim before then, whatever wakes the loop.
         let mut not_before = tokio::time::Instant::now();
+        // "Concurrency limit reached" once each time every slot fills, not at every poll.
+        let mut was_full = false;
         loop {
+            let full = self.at_capacity();
+            if full && !was_full {
+                let settings = *lock(&self.inner.settings);
+                tracing::info!(
+                    limit = settings.max_concurrent_tasks,
+                    held = self.inner.lock_held().len(),
+                    "Concurrency limit reached"
+                );
+            }
+            was_full = full;
             if let Some(request) = self.free_slots() {
                 match self.inner.client.claim(&request).await {
                     Ok(answer) => {
@@ -471,6 +483,19 @@ impl Agent {
                 () = self.inner.shutdown.cancelled() => return,
             }
         }
+    }
+
+    /// Whether every slot is taken by a held task (parked ones aside): the agent claims nothing
+    /// more until one frees.
+    fn at_capacity(&self) -> bool {
+        let limit = lock(&self.inner.settings).max_concurrent_tasks;
+        let busy = self
+            .inner
+            .lock_held()
+            .values()
+            .filter(|h| !h.parked)
+            .count();
+        u32::try_from(busy).unwrap_or(u32::MAX) >= limit
     }
 
     /// The claim for the free slots, or `None` when there are none or the agent backs off.

@@ -343,3 +343,44 @@ fn waiting_for_a_slot_logs_concurrency_limit_reached() {
     });
     assert!(logs.contains("Concurrency limit reached"), "{logs}");
 }
+
+#[test]
+fn an_agent_at_its_limit_logs_concurrency_limit_reached() {
+    let logs = backup_testkit::capture_logs(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let server = TestServer::start().await;
+            let (dir, pw) = scratch();
+            let agent = server.agent("full").await;
+            let runner = Arc::new(ScriptedRunner::default());
+            let repo = dir.path().join("repo");
+            runner.script(&repo.display().to_string(), vec![Script::ok(3000)]);
+            let mut config = agent_config(
+                &server,
+                &agent,
+                &dir.path().join("state"),
+                &[("main", &repo, &pw)],
+            );
+            config.max_concurrent_tasks = Some(1);
+            for _ in 0..2 {
+                server
+                    .policy(backup_policy(&agent.0, "main", &["/d"]))
+                    .await;
+            }
+            let running = RunningAgent::start(config, runner.clone()).await;
+            server
+                .wait_for(60, "both backups done", || async {
+                    server.tasks("status=succeeded").await.len() == 2
+                })
+                .await;
+            running.stop().await;
+        });
+    });
+    assert!(
+        logs.contains("Concurrency limit reached") && logs.contains("limit=1"),
+        "{logs}"
+    );
+}
