@@ -560,9 +560,10 @@ impl Agent {
         // One write: restic's process record goes as its result enters the outbox, so a crash
         // leaves one or the other (a record is reported as failed at the next start), never
         // neither.
+        let reported = report.is_some();
         self.persist(|s| {
             s.processes.retain(|p| p.task_id != id);
-            if let Some(report) = report.clone() {
+            if let Some(report) = report {
                 s.outbox.push(OutboxEntry {
                     task_id: id,
                     report,
@@ -571,7 +572,7 @@ impl Agent {
                 });
             }
         });
-        if report.is_some() {
+        if reported {
             self.inner.wake_outbox.notify_one();
         }
         self.inner.lock_held().remove(&id);

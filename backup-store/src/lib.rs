@@ -238,14 +238,18 @@ pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
 ///   8,192), so that no agent can fill the server's memory through lists of agents or runs;
 /// - at most 1,000 repositories in backoff are kept;
 /// - a time outside 1970-9999 (PostgreSQL's range is narrower than chrono's) is dropped.
+fn storable_text(t: &mut String, max_chars: usize) {
+    if t.contains('\0') {
+        *t = t.replace('\0', "\u{FFFD}");
+    }
+    if let Some((cut, _)) = t.char_indices().nth(max_chars) {
+        t.truncate(cut);
+    }
+}
+
 fn storable(text: &mut Option<String>, max_chars: usize) {
     if let Some(t) = text {
-        if t.contains('\0') {
-            *t = t.replace('\0', "\u{FFFD}");
-        }
-        if let Some((cut, _)) = t.char_indices().nth(max_chars) {
-            t.truncate(cut);
-        }
+        storable_text(t, max_chars);
     }
 }
 
@@ -285,9 +289,7 @@ fn storable_heartbeat(heartbeat: &Heartbeat) -> Cow<'_, Heartbeat> {
     if let Some(list) = &mut clean.backoff_repositories {
         list.truncate(MAX_REPORTED_BACKOFFS);
         for entry in list {
-            let mut name = Some(std::mem::take(&mut entry.repository));
-            storable(&mut name, backup_core::MAX_REPOSITORY_CHARS);
-            entry.repository = name.unwrap_or_default();
+            storable_text(&mut entry.repository, backup_core::MAX_REPOSITORY_CHARS);
         }
     }
     Cow::Owned(clean)

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::{
     Form,
-    extract::{Path, Query, State},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
@@ -131,8 +131,30 @@ fn csrf_failed() -> Response {
     )
 }
 
-fn csrf_ok(session: &Session, fields: &Fields) -> bool {
-    fields.get("csrf").is_some_and(|c| session.csrf_ok(c))
+/// A form posted from a logged-in session with its CSRF token: every state-changing dashboard
+/// route takes one, so none can forget the check. Without a session: the login page; with a
+/// wrong or missing token: the "expired form" page.
+pub(crate) struct Posted {
+    session: Session,
+    fields: Fields,
+}
+
+impl FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Form(fields) = Form::<Fields>::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !fields.get("csrf").is_some_and(|c| session.csrf_ok(c)) {
+            return Err(csrf_failed());
+        }
+        Ok(Posted { session, fields })
+    }
 }
 
 // ---------------------------------------------------------------- login
@@ -221,10 +243,7 @@ pub(crate) async fn login(
     }
 }
 
-pub(crate) async fn logout(session: Session, Form(fields): Form<Fields>) -> Response {
-    if !csrf_ok(&session, &fields) {
-        return csrf_failed();
-    }
+pub(crate) async fn logout(_: Posted) -> Response {
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&session::clear()) {
         response.headers_mut().append(header::SET_COOKIE, v);
@@ -541,13 +560,9 @@ fn settings_patch(fields: &Fields) -> Result<SettingsPatch, (String, String)> {
 
 pub(crate) async fn save_settings(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(fields): Form<Fields>,
+    Posted { session, fields }: Posted,
 ) -> Response {
-    if !csrf_ok(&session, &fields) {
-        return csrf_failed();
-    }
     let Ok(id) = id.parse::<AgentId>() else {
         return failure(StoreError::NotFound("agent"));
     };
@@ -589,13 +604,9 @@ pub(crate) async fn save_settings(
 
 pub(crate) async fn cancel_task(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(fields): Form<Fields>,
+    Posted { session, fields }: Posted,
 ) -> Response {
-    if !csrf_ok(&session, &fields) {
-        return csrf_failed();
-    }
     let Ok(id) = id.parse::<TaskId>() else {
         return failure(StoreError::NotFound("task"));
     };
@@ -798,12 +809,8 @@ fn policy_from(fields: &Fields) -> Result<PolicySpec, (String, String)> {
 
 pub(crate) async fn create_policy(
     State(state): State<AppState>,
-    session: Session,
-    Form(fields): Form<Fields>,
+    Posted { session, fields }: Posted,
 ) -> Response {
-    if !csrf_ok(&session, &fields) {
-        return csrf_failed();
-    }
     let spec = match policy_from(&fields) {
         Ok(s) => s,
         Err((f, m)) => {
@@ -854,13 +861,9 @@ fn urlencode(text: &str) -> String {
 
 pub(crate) async fn set_enabled(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(fields): Form<Fields>,
+    Posted { session, fields }: Posted,
 ) -> Response {
-    if !csrf_ok(&session, &fields) {
-        return csrf_failed();
-    }
     let Ok(id) = id.parse::<PolicyId>() else {
         return failure(StoreError::NotFound("policy"));
     };
@@ -889,13 +892,9 @@ pub(crate) async fn set_enabled(
 
 pub(crate) async fn run_policy(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(fields): Form<Fields>,
+    Posted { session, .. }: Posted,
 ) -> Response {
-    if !csrf_ok(&session, &fields) {
-        return csrf_failed();
-    }
     let Ok(id) = id.parse::<PolicyId>() else {
         return failure(StoreError::NotFound("policy"));
     };

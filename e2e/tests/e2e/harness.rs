@@ -180,25 +180,16 @@ impl ServerProc {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
-        let child = Command::new(bin("backup-server"))
+        let mut command = Command::new(bin("backup-server"));
+        command
             .env("BACKUP_SERVER_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("BACKUP_SERVER_DATABASE", &self.database)
             .env("BACKUP_SERVER_ADMIN_TOKEN", ADMIN)
             .env("BACKUP_SERVER_SCHEDULER__TICK_SECONDS", "1")
             .env("BACKUP_SERVER_SCHEDULER__LEASE_SECONDS", "20")
             .env("BACKUP_SERVER_SCHEDULER__OFFLINE_AFTER_SECONDS", "30")
-            .env("BACKUP_SERVER_LIMITS__AGENT_REQUESTS_PER_SECOND", "0")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("backup-server");
-        self.child = Some(child);
+            .env("BACKUP_SERVER_LIMITS__AGENT_REQUESTS_PER_SECOND", "0");
+        self.child = Some(spawn_logged(command, &self.env, &self.log));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
@@ -216,10 +207,7 @@ impl ServerProc {
 
     /// kill -9.
     pub(crate) fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("kill -9");
-            let _ = c.wait();
-        }
+        kill9(&mut self.child);
     }
 
     /// Starts it again on the same port and database.
@@ -237,6 +225,29 @@ impl ServerProc {
         if let Some(mut c) = self.child.take() {
             terminate(&mut c);
         }
+    }
+}
+
+/// Starts `command` with `env` added, its stderr (the logs) appended to `log`.
+fn spawn_logged(mut command: Command, env: &[(String, String)], log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log");
+    command
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("a workspace binary")
+}
+
+/// kill -9 and reap.
+fn kill9(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        c.kill().expect("kill -9");
+        let _ = c.wait();
     }
 }
 
@@ -440,27 +451,13 @@ impl AgentProc {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
-        let child = Command::new(bin("backup-agent"))
-            .arg("--config")
-            .arg(&self.config)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("backup-agent");
-        self.child = Some(child);
+        let mut command = Command::new(bin("backup-agent"));
+        command.arg("--config").arg(&self.config);
+        self.child = Some(spawn_logged(command, &self.env, &self.log));
     }
 
     pub(crate) fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("kill -9");
-            let _ = c.wait();
-        }
+        kill9(&mut self.child);
     }
 
     pub(crate) fn restart(&mut self) {
