@@ -15,8 +15,8 @@ use backup_core::{
 use serde_json::json;
 
 use crate::harness::{
-    RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy, http_client,
-    scratch,
+    OneRepository, RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy,
+    http_client, one_repository, scratch,
 };
 
 const LOCKED: &str = "unable to create lock in backend: repository is already locked exclusively by PID 14748 on vm by root (UID 0, GID 0)\nlock was created at 2026-11-26 06:59:43 (571.893064ms ago)\nstorage ID c9f33674\nthe `unlock` command can be used to remove stale locks\n";
@@ -294,18 +294,13 @@ fn an_exhausted_budget_logs_retry_exhausted_and_counts_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_delivers_every_result_exactly_once_after_an_outage() {
-    let mut server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("outbox").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
-    runner.script(&repo.display().to_string(), vec![Script::ok(2500)]);
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
+    let OneRepository {
+        mut server,
+        dir: _dir,
+        agent,
+        runner,
+        mut config,
+    } = one_repository("outbox", vec![Script::ok(2500)]).await;
     config.max_concurrent_tasks = Some(3);
     config.max_concurrent_backups = Some(3);
     for _ in 0..3 {
@@ -360,18 +355,13 @@ async fn the_outbox_delivers_every_result_exactly_once_after_an_outage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_task_is_stopped_without_a_result() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("cancel").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
-    runner.script(&repo.display().to_string(), vec![Script::ok(60_000)]);
-    let config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
+    let OneRepository {
+        server,
+        dir: _dir,
+        agent,
+        runner,
+        config,
+    } = one_repository("cancel", vec![Script::ok(60_000)]).await;
     server
         .policy(backup_policy(&agent.0, "main", &["/d"]))
         .await;
@@ -404,18 +394,13 @@ async fn a_cancelled_task_is_stopped_without_a_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_reports_interrupted_and_spends_no_budget() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("shutdown").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
-    runner.script(&repo.display().to_string(), vec![Script::ok(60_000)]);
-    let config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
+    let OneRepository {
+        server,
+        dir: _dir,
+        agent,
+        runner,
+        config,
+    } = one_repository("shutdown", vec![Script::ok(60_000)]).await;
     server
         .policy(backup_policy(&agent.0, "main", &["/d"]))
         .await;
@@ -479,18 +464,13 @@ impl OrchestratorClient for Throttled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_on_claim_holds_the_next_claim_until_retry_after() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("throttled").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
-    runner.script(&repo.display().to_string(), vec![Script::ok(10)]);
-    let config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
+    let OneRepository {
+        server,
+        dir: _dir,
+        agent,
+        runner,
+        config,
+    } = one_repository("throttled", vec![Script::ok(10)]).await;
     assert_eq!(config.polling_interval_seconds, 1, "polls every second");
     let client = Arc::new(Throttled {
         inner: http_client(&config),
@@ -624,17 +604,13 @@ impl OrchestratorClient for Garbled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2xx_with_an_unreadable_body_settles_a_result() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("garbled").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
-    let config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
+    let OneRepository {
+        server,
+        dir: _dir,
+        agent,
+        runner,
+        config,
+    } = one_repository("garbled", vec![]).await;
     let client = Arc::new(Garbled {
         inner: http_client(&config),
         reports: Mutex::new(0),

@@ -441,6 +441,41 @@ impl ProcessRunner for ScriptedRunner {
     }
 }
 
+/// What most agent tests start from: a server, an agent, one repository `main` whose restic
+/// calls follow `scripts` (none given: each call succeeds at once), and the agent's
+/// configuration. Keep `dir` bound for the test's length (it holds the state and password).
+pub(crate) struct OneRepository {
+    pub(crate) server: TestServer,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) agent: (String, String),
+    pub(crate) runner: Arc<ScriptedRunner>,
+    pub(crate) config: AgentConfig,
+}
+
+pub(crate) async fn one_repository(name: &str, scripts: Vec<Script>) -> OneRepository {
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let agent = server.agent(name).await;
+    let runner = Arc::new(ScriptedRunner::default());
+    let repo = dir.path().join("repo");
+    if !scripts.is_empty() {
+        runner.script(&repo.display().to_string(), scripts);
+    }
+    let config = agent_config(
+        &server,
+        &agent,
+        &dir.path().join("state"),
+        &[("main", &repo, &pw)],
+    );
+    OneRepository {
+        server,
+        dir,
+        agent,
+        runner,
+        config,
+    }
+}
+
 /// A password file and a directory for an agent's state.
 pub(crate) fn scratch() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("dir");

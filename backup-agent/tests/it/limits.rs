@@ -6,7 +6,8 @@ use backup_agent::RepoLocks;
 use serde_json::json;
 
 use crate::harness::{
-    RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy, env_of, scratch,
+    OneRepository, RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy,
+    env_of, one_repository, scratch,
 };
 
 fn flag(spec: &backup_core::ProcessSpec, name: &str) -> Option<String> {
@@ -139,18 +140,13 @@ async fn quotas_reach_restic_as_flags_niceness_and_gomaxprocs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settings_patch_changes_what_runs_within_one_heartbeat() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("patch").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
-    runner.script(&repo.display().to_string(), vec![Script::ok(4000)]);
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
+    let OneRepository {
+        server,
+        dir: _dir,
+        agent,
+        runner,
+        mut config,
+    } = one_repository("patch", vec![Script::ok(4000)]).await;
     config.max_concurrent_tasks = Some(1);
     config.max_concurrent_backups = Some(1);
     for _ in 0..4 {
@@ -352,18 +348,13 @@ fn an_agent_at_its_limit_logs_concurrency_limit_reached() {
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let server = TestServer::start().await;
-            let (dir, pw) = scratch();
-            let agent = server.agent("full").await;
-            let runner = Arc::new(ScriptedRunner::default());
-            let repo = dir.path().join("repo");
-            runner.script(&repo.display().to_string(), vec![Script::ok(3000)]);
-            let mut config = agent_config(
-                &server,
-                &agent,
-                &dir.path().join("state"),
-                &[("main", &repo, &pw)],
-            );
+            let OneRepository {
+                server,
+                dir: _dir,
+                agent,
+                runner,
+                mut config,
+            } = one_repository("full", vec![Script::ok(3000)]).await;
             config.max_concurrent_tasks = Some(1);
             for _ in 0..2 {
                 server
