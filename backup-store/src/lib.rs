@@ -49,11 +49,11 @@ mod error;
 mod postgres;
 mod rows;
 mod sqlite;
+mod storable;
 mod token;
 mod ts;
 
 use std::{
-    borrow::Cow,
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -231,86 +231,6 @@ pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
     Ok(backup_core::validate_name(field, name)?)
 }
 
-/// What an agent reports, made storable and bounded. Agent routes are tolerant (a 422 would
-/// strand a result in the agent's outbox), so instead of refusing:
-/// - a NUL (PostgreSQL refuses it in TEXT; restic's stderr may carry one) becomes U+FFFD;
-/// - free text is cut to a bound (versions 200 characters, a snapshot id 128, an error
-///   8,192), so that no agent can fill the server's memory through lists of agents or runs;
-/// - at most 1,000 repositories in backoff are kept;
-/// - a time outside 1970-9999 (PostgreSQL's range is narrower than chrono's) is dropped.
-fn storable_text(t: &mut String, max_chars: usize) {
-    if t.contains('\0') {
-        *t = t.replace('\0', "\u{FFFD}");
-    }
-    if let Some((cut, _)) = t.char_indices().nth(max_chars) {
-        t.truncate(cut);
-    }
-}
-
-fn storable(text: &mut Option<String>, max_chars: usize) {
-    if let Some(t) = text {
-        storable_text(t, max_chars);
-    }
-}
-
-fn text_needs(text: Option<&str>, max_chars: usize) -> bool {
-    text.is_some_and(|t| t.contains('\0') || (t.len() > max_chars && t.chars().count() > max_chars))
-}
-
-fn time_out_of_range(time: Option<chrono::DateTime<Utc>>) -> bool {
-    time.is_some_and(|t| !(0..=cursor::MAX_TIMESTAMP_MS).contains(&t.timestamp_millis()))
-}
-
-fn storable_time(time: &mut Option<chrono::DateTime<Utc>>) {
-    if time_out_of_range(*time) {
-        *time = None;
-    }
-}
-
-const MAX_REPORTED_BACKOFFS: usize = 1000;
-
-fn storable_heartbeat(heartbeat: &Heartbeat) -> Cow<'_, Heartbeat> {
-    let dirty = text_needs(heartbeat.agent_version.as_deref(), 200)
-        || text_needs(heartbeat.restic_version.as_deref(), 200)
-        || time_out_of_range(heartbeat.backoff_until)
-        || heartbeat.backoff_repositories.as_ref().is_some_and(|list| {
-            list.len() > MAX_REPORTED_BACKOFFS
-                || list
-                    .iter()
-                    .any(|e| text_needs(Some(&e.repository), backup_core::MAX_REPOSITORY_CHARS))
-        });
-    if !dirty {
-        return Cow::Borrowed(heartbeat);
-    }
-    let mut clean = heartbeat.clone();
-    storable(&mut clean.agent_version, 200);
-    storable(&mut clean.restic_version, 200);
-    storable_time(&mut clean.backoff_until);
-    if let Some(list) = &mut clean.backoff_repositories {
-        list.truncate(MAX_REPORTED_BACKOFFS);
-        for entry in list {
-            storable_text(&mut entry.repository, backup_core::MAX_REPOSITORY_CHARS);
-        }
-    }
-    Cow::Owned(clean)
-}
-
-fn storable_report(report: &AttemptReport) -> Cow<'_, AttemptReport> {
-    let dirty = text_needs(report.error.as_deref(), 8192)
-        || text_needs(report.snapshot_id.as_deref(), 128)
-        || time_out_of_range(report.started_at)
-        || time_out_of_range(report.finished_at);
-    if !dirty {
-        return Cow::Borrowed(report);
-    }
-    let mut clean = report.clone();
-    storable(&mut clean.error, 8192);
-    storable(&mut clean.snapshot_id, 128);
-    storable_time(&mut clean.started_at);
-    storable_time(&mut clean.finished_at);
-    Cow::Owned(clean)
-}
-
 impl Store {
     /// Opens (creating and migrating as needed) the database at `url`: `sqlite://path.db`,
     /// `sqlite::memory:` or `postgres://...`.
@@ -483,7 +403,7 @@ impl Store {
         agent: AgentId,
         heartbeat: &Heartbeat,
     ) -> Result<HeartbeatAnswer> {
-        let heartbeat = storable_heartbeat(heartbeat);
+        let heartbeat = storable::storable_heartbeat(heartbeat);
         on_backend!(self, p => p.heartbeat(&self.ctx, agent, &heartbeat))
     }
 
@@ -574,7 +494,7 @@ impl Store {
         task: TaskId,
         report: &AttemptReport,
     ) -> Result<ResultAnswer> {
-        let report = storable_report(report);
+        let report = storable::storable_report(report);
         on_backend!(self, p => p.report_result(&self.ctx, agent, task, &report))
     }
 

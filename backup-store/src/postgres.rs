@@ -26,9 +26,9 @@ macro_rules! for_update {
     };
 }
 
-// The same queries as the other backend, compiled against this one (see `ops.rs`).
+// The same queries as the other backend, compiled against this one (see `ops/mod.rs`).
 #[allow(clippy::duplicate_mod)]
-#[path = "ops.rs"]
+#[path = "ops/mod.rs"]
 mod ops;
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! (body limit, timeout, request ids, tracing without secrets, metrics, JSON 404 / 405).
 
 mod agents;
-mod ops;
+mod health;
 mod policies;
 mod runs;
 mod tasks;
@@ -32,7 +32,7 @@ use crate::{
 };
 
 pub(crate) use agents::*;
-pub(crate) use ops::*;
+pub(crate) use health::*;
 pub(crate) use policies::*;
 pub(crate) use runs::*;
 pub(crate) use tasks::*;

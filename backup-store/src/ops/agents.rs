@@ -1,0 +1,316 @@
+//! Agents: creation, authentication, views, deletion, token rotation and the settings the
+//! server keeps for them.
+
+use super::*;
+
+impl Pools {
+    pub(crate) async fn create_agent(
+        &self,
+        ctx: &Ctx,
+        tenant: TenantId,
+        body: &CreateAgent,
+    ) -> Result<AgentCreated> {
+        validate_name("name", &body.name)?;
+        validate_name("hostname", &body.hostname)?;
+        let id = AgentId::new();
+        let token = token::generate(TokenKind::Agent)?;
+        let now = ctx.now();
+        let d = Settings::default();
+        let mut tx = self.write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO agents (id, tenant_id, name, hostname, token_hash, created_at, \
+             max_concurrent_tasks, max_concurrent_backups, max_concurrent_checks, \
+             max_concurrent_prunes, cpu_quota_percent, bandwidth_limit_mbps, max_retries, \
+             max_backoff_minutes, backoff_base_seconds, backoff_failure_threshold, \
+             running_tasks, queue_depth, pending_retries) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0)",
+        )
+        .bind(*id.as_uuid())
+        .bind(*tenant.as_uuid())
+        .bind(&body.name)
+        .bind(&body.hostname)
+        .bind(token::hash(&token))
+        .bind(now)
+        .bind(i32_of(d.max_concurrent_tasks))
+        .bind(i32_of(d.max_concurrent_backups))
+        .bind(i32_of(d.max_concurrent_checks))
+        .bind(i32_of(d.max_concurrent_prunes))
+        .bind(i32_of(d.cpu_quota_percent))
+        .bind(opt_i32(d.bandwidth_limit_mbps))
+        .bind(i32_of(d.max_retries))
+        .bind(i32_of(d.max_backoff_minutes))
+        .bind(i32_of(d.backoff_base_seconds))
+        .bind(i32_of(d.backoff_failure_threshold))
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = &inserted
+            && matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+        {
+            return Err(StoreError::NotFound("tenant"));
+        }
+        inserted?;
+        let row = agent_row(&mut tx, *id.as_uuid(), now).await?;
+        tx.commit().await?;
+        Ok(AgentCreated {
+            agent: row.view(&ctx.config, now.get())?,
+            token,
+        })
+    }
+
+    pub(crate) async fn authenticate_agent(
+        &self,
+        presented: &str,
+    ) -> Result<Option<AgentPrincipal>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, token_hash FROM agents \
+             WHERE token_hash = $1 AND deleted_at IS NULL",
+        )
+        .bind(token::hash(presented))
+        .fetch_optional(self.read())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: String = row.try_get("token_hash")?;
+        if !token::matches(presented, &stored) {
+            return Ok(None);
+        }
+        Ok(Some(AgentPrincipal {
+            agent_id: AgentId::from_uuid(row.try_get("id")?),
+            tenant_id: TenantId::from_uuid(row.try_get("tenant_id")?),
+        }))
+    }
+
+    pub(crate) async fn get_agent(
+        &self,
+        ctx: &Ctx,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<AgentView> {
+        let now = ctx.now();
+        let sql = concat!(
+            "SELECT ",
+            agent_columns!("$3"),
+            " FROM agents a WHERE a.tenant_id = $1 AND a.id = $2 AND a.deleted_at IS NULL"
+        );
+        sqlx::query_as::<_, AgentRow>(sql)
+            .bind(*tenant.as_uuid())
+            .bind(*agent.as_uuid())
+            .bind(now)
+            .fetch_optional(self.read())
+            .await?
+            .ok_or(StoreError::NotFound("agent"))?
+            .view(&ctx.config, now.get())
+    }
+
+    pub(crate) async fn list_agents(
+        &self,
+        ctx: &Ctx,
+        tenant: TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<AgentView>> {
+        let now = ctx.now();
+        let cursor = page.cursor()?;
+        let sql = concat!(
+            "SELECT ",
+            agent_columns!("$2"),
+            ", a.created_at FROM agents a WHERE a.tenant_id = $1 AND a.deleted_at IS NULL ",
+            "AND ($3 IS NULL OR a.created_at < $3 OR (a.created_at = $3 AND a.id < $4)) ",
+            "ORDER BY a.created_at DESC, a.id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(sql)
+            .bind(*tenant.as_uuid())
+            .bind(now)
+            .bind(cursor.map(|c| c.at))
+            .bind(cursor.map(|c| c.id))
+            .bind(page.fetch_limit())
+            .fetch_all(self.read())
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let agent = <AgentRow as sqlx::FromRow<'_, _>>::from_row(row)?;
+            let created: Ts = row.try_get("created_at")?;
+            keys.push(Cursor {
+                at: created,
+                id: agent.id,
+            });
+            items.push(agent.view(&ctx.config, now.get())?);
+        }
+        Ok(page.finish(items, keys))
+    }
+
+    pub(crate) async fn delete_agent(
+        &self,
+        ctx: &Ctx,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<()> {
+        let now = ctx.now();
+        let mut tx = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE agents SET deleted_at = $3, token_hash = NULL \
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        )
+        .bind(*tenant.as_uuid())
+        .bind(*agent.as_uuid())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("agent"));
+        }
+        sqlx::query(
+            "UPDATE backup_runs SET status = 'cancelled', finished_at = $2 \
+             WHERE agent_id = $1 AND status = 'running'",
+        )
+        .bind(*agent.as_uuid())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE tasks SET status = 'cancelled', lease_expires_at = NULL, updated_at = $2 \
+             WHERE agent_id = $1 AND status IN ('pending', 'claimed', 'running')",
+        )
+        .bind(*agent.as_uuid())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE policies SET enabled = FALSE, next_due_at = NULL, updated_at = $2 \
+             WHERE agent_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(*agent.as_uuid())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn rotate_agent_token(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<String> {
+        let token = token::generate(TokenKind::Agent)?;
+        let done = sqlx::query(
+            "UPDATE agents SET token_hash = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        )
+        .bind(*tenant.as_uuid())
+        .bind(*agent.as_uuid())
+        .bind(token::hash(&token))
+        .execute(self.read_write())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("agent"));
+        }
+        Ok(token)
+    }
+
+    pub(crate) async fn patch_settings(
+        &self,
+        ctx: &Ctx,
+        tenant: TenantId,
+        agent: AgentId,
+        patch: &SettingsPatch,
+    ) -> Result<Settings> {
+        let now = ctx.now();
+        let mut tx = self.write().await?;
+        let row = agent_row(&mut tx, *agent.as_uuid(), now).await?;
+        if row.tenant_id != *tenant.as_uuid() {
+            return Err(StoreError::NotFound("agent"));
+        }
+        let settings = row.settings().apply(patch)?;
+        store_settings(&mut *tx, *agent.as_uuid(), &settings, None).await?;
+        tx.commit().await?;
+        Ok(settings)
+    }
+}
+
+/// Writes `s`; with `only_while` set, only if the agent's source still is that one (a PATCH
+/// wins over a proposal that raced it). Returns whether the row was written.
+pub(super) async fn store_settings<'e, E>(
+    executor: E,
+    agent: Uuid,
+    s: &Settings,
+    only_while: Option<SettingsSource>,
+) -> Result<bool>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    let source = only_while.unwrap_or(SettingsSource::Api);
+    let done = sqlx::query(
+        "UPDATE agents SET max_concurrent_tasks = $2, max_concurrent_backups = $3, \
+         max_concurrent_checks = $4, max_concurrent_prunes = $5, cpu_quota_percent = $6, \
+         bandwidth_limit_mbps = $7, max_retries = $8, max_backoff_minutes = $9, \
+         backoff_base_seconds = $10, backoff_failure_threshold = $11, settings_source = $12 \
+         WHERE id = $1 AND ($13 IS NULL OR settings_source = $13)",
+    )
+    .bind(agent)
+    .bind(i32_of(s.max_concurrent_tasks))
+    .bind(i32_of(s.max_concurrent_backups))
+    .bind(i32_of(s.max_concurrent_checks))
+    .bind(i32_of(s.max_concurrent_prunes))
+    .bind(i32_of(s.cpu_quota_percent))
+    .bind(opt_i32(s.bandwidth_limit_mbps))
+    .bind(i32_of(s.max_retries))
+    .bind(i32_of(s.max_backoff_minutes))
+    .bind(i32_of(s.backoff_base_seconds))
+    .bind(i32_of(s.backoff_failure_threshold))
+    .bind(source.as_str())
+    .bind(only_while.map(SettingsSource::as_str))
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn agent_settings(tx: &mut Tx, agent: Uuid) -> Result<Settings> {
+    // Deleted agents too: their running tasks still need a decision.
+    let sql = concat!(
+        "SELECT ",
+        agent_columns!("$2"),
+        " FROM agents a WHERE a.id = $1"
+    );
+    let row = sqlx::query_as::<_, AgentRow>(sql)
+        .bind(agent)
+        .bind(Ts::new(DateTime::<Utc>::UNIX_EPOCH))
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.settings())
+}
+
+pub(super) async fn ensure_tenant_agent(
+    tx: &mut Tx,
+    tenant: TenantId,
+    agent: AgentId,
+) -> Result<()> {
+    let found: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM agents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(*tenant.as_uuid())
+    .bind(*agent.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(backup_core::Error::invalid(
+            "agentId",
+            agent,
+            "the id of one of this tenant's agents",
+        )
+        .into()),
+    }
+}
+
+async fn agent_row(tx: &mut Tx, agent: Uuid, now: Ts) -> Result<AgentRow> {
+    let sql = concat!(
+        "SELECT ",
+        agent_columns!("$2"),
+        " FROM agents a WHERE a.id = $1 AND a.deleted_at IS NULL"
+    );
+    sqlx::query_as::<_, AgentRow>(sql)
+        .bind(agent)
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("agent"))
+}

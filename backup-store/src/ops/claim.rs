@@ -1,0 +1,170 @@
+//! Handing due tasks to their agent (leased, with the next attempt number) and marking the
+//! claimed attempt running.
+
+use super::*;
+
+impl Pools {
+    pub(crate) async fn claim(
+        &self,
+        ctx: &Ctx,
+        agent: AgentId,
+        req: &ClaimRequest,
+    ) -> Result<ClaimAnswer> {
+        let now = ctx.now();
+        let agent_uuid = *agent.as_uuid();
+        let limit = req.limit.min(500);
+        if limit == 0 {
+            return Ok(ClaimAnswer::default());
+        }
+        // Most polls find nothing: answer those from a reader, without a write transaction.
+        let any_due: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' \
+             AND (t.next_retry_at IS NULL OR t.next_retry_at <= $2))",
+        )
+        .bind(agent_uuid)
+        .bind(now)
+        .fetch_one(self.read())
+        .await?;
+        if !any_due {
+            return Ok(ClaimAnswer::default());
+        }
+        let mut tx = self.write().await?;
+        let mut candidates: Vec<(Ts, Uuid)> = Vec::new();
+        let caps = TaskKind::ALL.map(|kind| req.per_kind.map_or(limit, |p| p.get(kind).min(limit)));
+        if caps.iter().all(|&cap| cap == limit) {
+            let sql = concat!(
+                "SELECT t.slot, t.id FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' ",
+                "AND (t.next_retry_at IS NULL OR t.next_retry_at <= $2) ",
+                "ORDER BY t.slot, t.id LIMIT $3",
+                skip_locked!("t")
+            );
+            let rows = sqlx::query(sql)
+                .bind(agent_uuid)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in rows {
+                candidates.push((row.try_get("slot")?, row.try_get("id")?));
+            }
+        } else {
+            for (kind, cap) in TaskKind::ALL.into_iter().zip(caps) {
+                if cap == 0 {
+                    continue;
+                }
+                let sql = concat!(
+                    "SELECT t.slot, t.id FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' ",
+                    "AND t.kind = $2 AND (t.next_retry_at IS NULL OR t.next_retry_at <= $3) ",
+                    "ORDER BY t.slot, t.id LIMIT $4",
+                    skip_locked!("t")
+                );
+                let rows = sqlx::query(sql)
+                    .bind(agent_uuid)
+                    .bind(kind.as_str())
+                    .bind(now)
+                    .bind(i64::from(cap))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for row in rows {
+                    candidates.push((row.try_get("slot")?, row.try_get("id")?));
+                }
+            }
+        }
+        candidates.sort();
+        candidates.truncate(limit as usize);
+        if candidates.is_empty() {
+            tx.commit().await?;
+            return Ok(ClaimAnswer::default());
+        }
+        let ids: Vec<Uuid> = candidates.into_iter().map(|(_, id)| id).collect();
+        let lease = Ts::new(now.get() + ctx.lease());
+        let sql = format!(
+            "UPDATE tasks SET status = 'claimed', attempt = started_attempt + 1, \
+             lease_expires_at = $1, updated_at = $2 WHERE status = 'pending' AND id IN ({})",
+            placeholders(3, ids.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(lease).bind(now);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS}, p.timeout_minutes, p.paths, p.excludes, p.repository, p.retention \
+             FROM tasks t JOIN policies p ON p.id = t.policy_id WHERE t.id IN ({}) \
+             ORDER BY t.slot, t.id",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut tasks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task = <TaskRow as sqlx::FromRow<'_, _>>::from_row(row)?;
+            let view = task.view()?;
+            let retention: Option<String> = row.try_get("retention")?;
+            let timeout: Option<i32> = row.try_get("timeout_minutes")?;
+            tasks.push(ClaimedTask {
+                id: view.id,
+                policy_id: view.policy_id,
+                kind: view.kind,
+                attempt: view.attempt,
+                retry_count: view.retry_count,
+                max_retries: view.max_retries,
+                next_retry_at: view.next_retry_at,
+                timeout_minutes: timeout.and_then(|t| u32::try_from(t).ok()),
+                paths: from_json("policy paths", &row.try_get::<String, _>("paths")?)?,
+                excludes: from_json("policy excludes", &row.try_get::<String, _>("excludes")?)?,
+                repository: row.try_get("repository")?,
+                retention: retention
+                    .as_deref()
+                    .map(|r| from_json("retention", r))
+                    .transpose()?,
+            });
+        }
+        Ok(ClaimAnswer { tasks })
+    }
+
+    pub(crate) async fn start_task(
+        &self,
+        ctx: &Ctx,
+        agent: AgentId,
+        task: TaskId,
+        attempt: u32,
+    ) -> Result<TaskView> {
+        let now = ctx.now();
+        let attempt = i32_of(attempt);
+        let mut tx = self.write().await?;
+        let row = task_for_update(&mut tx, *task.as_uuid(), *agent.as_uuid()).await?;
+        match row.status()? {
+            TaskStatus::Running if row.started_attempt == attempt => {
+                tx.commit().await?;
+                return row.view();
+            }
+            TaskStatus::Claimed if row.attempt == attempt => {}
+            TaskStatus::Cancelled => {
+                return Err(StoreError::Conflict("the task was cancelled".into()));
+            }
+            status => {
+                return Err(StoreError::Conflict(format!(
+                    "attempt {attempt} is not the claimed attempt (task is {status}, attempt {})",
+                    row.attempt
+                )));
+            }
+        }
+        sqlx::query(
+            "UPDATE tasks SET status = 'running', started_attempt = $2, updated_at = $3 WHERE id = $1",
+        )
+        .bind(row.id)
+        .bind(attempt)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_run(&mut tx, ctx, &row, attempt, RunStatus::Running, Some(now)).await?;
+        let view = task_by_id(&mut tx, row.id).await?.view()?;
+        tx.commit().await?;
+        Ok(view)
+    }
+}

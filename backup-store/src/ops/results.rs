@@ -1,0 +1,277 @@
+//! One attempt's outcome: recorded once per (task, attempt), decided by the retry budget in the
+//! same transaction; a late result after "agent lost" is recorded as such.
+
+use super::*;
+
+impl Pools {
+    pub(crate) async fn report_result(
+        &self,
+        ctx: &Ctx,
+        agent: AgentId,
+        task: TaskId,
+        report: &AttemptReport,
+    ) -> Result<ResultAnswer> {
+        let mut tx = self.write().await?;
+        let recorded =
+            record_result(&mut tx, ctx, *agent.as_uuid(), *task.as_uuid(), report).await?;
+        tx.commit().await?;
+        match recorded {
+            Recorded::Answer(answer) => Ok(answer),
+            Recorded::Stale(view) => Err(StoreError::StaleAttempt(Box::new(view))),
+        }
+    }
+}
+
+/// The outcome of a result inside its transaction; a stale answer still commits what it recorded.
+enum Recorded {
+    Answer(ResultAnswer),
+    Stale(TaskView),
+}
+
+/// Records one attempt's result, inside the caller's transaction.
+async fn record_result(
+    tx: &mut Tx,
+    ctx: &Ctx,
+    agent: Uuid,
+    task_id: Uuid,
+    report: &AttemptReport,
+) -> Result<Recorded> {
+    let now = ctx.now();
+    let attempt = i32_of(report.attempt);
+    let task = task_for_update(tx, task_id, agent).await?;
+    let run = sqlx::query(
+        "SELECT status, result_at, answer, answer_stale FROM backup_runs WHERE task_id = $1 AND attempt = $2",
+    )
+    .bind(task_id)
+    .bind(attempt)
+    .fetch_optional(&mut **tx)
+    .await?;
+
+    // A repeat of a result already stored: the answer as it was decided.
+    if let Some(run) = &run
+        && run.try_get::<Option<Ts>, _>("result_at")?.is_some()
+    {
+        if run.try_get::<bool, _>("answer_stale")? {
+            return Ok(Recorded::Stale(task.view()?));
+        }
+        let answer: Option<String> = run.try_get("answer")?;
+        let task_view: TaskView = match answer {
+            Some(a) => from_json("stored answer", &a)?,
+            None => task.view()?,
+        };
+        return Ok(Recorded::Answer(ResultAnswer {
+            task: task_view,
+            retried: false,
+            replayed: true,
+        }));
+    }
+    let status = task.status()?;
+    let run_status: Option<RunStatus> = match &run {
+        Some(r) => Some(crate::rows::parse(
+            "run status",
+            &r.try_get::<String, _>("status")?,
+        )?),
+        None => None,
+    };
+
+    // A cancelled task: record what happened, change nothing.
+    if status == TaskStatus::Cancelled {
+        if run.is_none() && task.attempt != attempt {
+            return Err(StoreError::Conflict(format!(
+                "attempt {attempt} was never claimed"
+            )));
+        }
+        insert_run(tx, ctx, &task, attempt, RunStatus::Cancelled, None).await?;
+        let view = task.view()?;
+        write_run(
+            tx,
+            &task,
+            attempt,
+            report,
+            RunStatus::Cancelled,
+            false,
+            false,
+            now,
+            Some(&view),
+        )
+        .await?;
+        return Ok(Recorded::Answer(ResultAnswer {
+            task: view,
+            retried: false,
+            replayed: false,
+        }));
+    }
+
+    match run_status {
+        // The attempt was closed as "agent lost" before this result arrived.
+        Some(closed) if closed != RunStatus::Running => {
+            let waiting_for_retry = status == TaskStatus::Pending && task.next_retry_at.is_some();
+            if report.outcome.is_success() && waiting_for_retry {
+                sqlx::query(
+                    "UPDATE tasks SET status = 'succeeded', next_retry_at = NULL, lease_expires_at = NULL, \
+                     last_error = NULL, updated_at = $2 WHERE id = $1",
+                )
+                .bind(task.id)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                let view = task_by_id(tx, task.id).await?.view()?;
+                write_run(
+                    tx,
+                    &task,
+                    attempt,
+                    report,
+                    report.outcome.into(),
+                    true,
+                    false,
+                    now,
+                    Some(&view),
+                )
+                .await?;
+                return Ok(Recorded::Answer(ResultAnswer {
+                    task: view,
+                    retried: false,
+                    replayed: false,
+                }));
+            }
+            write_run(
+                tx,
+                &task,
+                attempt,
+                report,
+                report.outcome.into(),
+                true,
+                false,
+                now,
+                None,
+            )
+            .await?;
+            return Ok(Recorded::Stale(task.view()?));
+        }
+        Some(_) => {
+            if status != TaskStatus::Running || task.started_attempt != attempt {
+                return Err(StoreError::Conflict(format!(
+                    "attempt {attempt} is not the running attempt"
+                )));
+            }
+        }
+        None => {
+            // A result before start (an unknown repository, say) is accepted for the claimed attempt.
+            if status != TaskStatus::Claimed || task.attempt != attempt {
+                return Err(StoreError::Conflict(format!(
+                    "attempt {attempt} was never claimed"
+                )));
+            }
+            insert_run(tx, ctx, &task, attempt, RunStatus::Running, None).await?;
+            sqlx::query("UPDATE tasks SET started_attempt = $2 WHERE id = $1")
+                .bind(task.id)
+                .bind(attempt)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+
+    let mut retried = false;
+    let mut failed_permanently = false;
+    match report.outcome {
+        AttemptOutcome::Succeeded | AttemptOutcome::Partial => {
+            sqlx::query(
+                "UPDATE tasks SET status = 'succeeded', next_retry_at = NULL, lease_expires_at = NULL, \
+                 last_error = $2, updated_at = $3 WHERE id = $1",
+            )
+            .bind(task.id)
+            .bind(report.error.as_deref())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        AttemptOutcome::Interrupted => {
+            sqlx::query(
+                "UPDATE tasks SET status = 'pending', next_retry_at = NULL, lease_expires_at = NULL, \
+                 last_error = $2, updated_at = $3 WHERE id = $1",
+            )
+            .bind(task.id)
+            .bind(report.error.as_deref())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        _ => {
+            let class = report.error_kind.unwrap_or(ErrorClass::Retriable);
+            let settings = agent_settings(tx, task.agent_id).await?;
+            let decision = decide(ctx, &task, &settings, class);
+            retried = apply_failure(tx, &task, decision, report.error.as_deref(), now).await?;
+            failed_permanently = !retried;
+        }
+    }
+    let view = task_by_id(tx, task.id).await?.view()?;
+    write_run(
+        tx,
+        &task,
+        attempt,
+        report,
+        report.outcome.into(),
+        false,
+        failed_permanently,
+        now,
+        Some(&view),
+    )
+    .await?;
+    Ok(Recorded::Answer(ResultAnswer {
+        task: view,
+        retried,
+        replayed: false,
+    }))
+}
+
+/// Fills a run with the agent's result. `answer` is the task view answered (None: stale).
+#[allow(clippy::too_many_arguments)]
+async fn write_run(
+    tx: &mut Tx,
+    task: &TaskRow,
+    attempt: i32,
+    report: &AttemptReport,
+    status: RunStatus,
+    late: bool,
+    failed_permanently: bool,
+    now: Ts,
+    answer: Option<&TaskView>,
+) -> Result<()> {
+    let duration_ms = match (report.started_at, report.finished_at) {
+        (Some(s), Some(f)) => Some((f - s).num_milliseconds().max(0)),
+        _ => None,
+    };
+    let error_kind = match report.outcome {
+        AttemptOutcome::Failed => Some(class_name(
+            report.error_kind.unwrap_or(ErrorClass::Retriable),
+        )),
+        _ => None,
+    };
+    sqlx::query(
+        "UPDATE backup_runs SET status = $3, started_at = COALESCE($4, started_at), \
+         finished_at = COALESCE($5, $12), snapshot_id = $6, files_new = $7, data_added = $8, \
+         duration_ms = $9, exit_code = $10, error = $11, error_kind = $13, late = $14, \
+         failed_permanently = (failed_permanently OR $15), result_at = $12, answer = $16, \
+         answer_stale = $17 WHERE task_id = $1 AND attempt = $2",
+    )
+    .bind(task.id)
+    .bind(attempt)
+    .bind(status.as_str())
+    .bind(report.started_at.map(Ts::new))
+    .bind(report.finished_at.map(Ts::new))
+    .bind(report.snapshot_id.as_deref())
+    .bind(i64_of(report.files_new))
+    .bind(i64_of(report.data_added))
+    .bind(duration_ms)
+    .bind(report.exit_code)
+    .bind(report.error.as_deref())
+    .bind(now)
+    .bind(error_kind)
+    .bind(late)
+    .bind(failed_permanently)
+    .bind(answer.map(to_json))
+    .bind(answer.is_none())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

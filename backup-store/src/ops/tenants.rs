@@ -1,0 +1,64 @@
+//! Tenants: creation, their token, its rotation.
+
+use super::*;
+
+impl Pools {
+    pub(crate) async fn create_tenant(&self, ctx: &Ctx, name: &str) -> Result<TenantCreated> {
+        validate_name("name", name)?;
+        let id = TenantId::new();
+        let token = token::generate(TokenKind::Tenant)?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(*id.as_uuid())
+        .bind(name)
+        .bind(token::hash(&token))
+        .bind(ctx.now())
+        .execute(self.read_write())
+        .await?;
+        Ok(TenantCreated {
+            id,
+            name: name.to_owned(),
+            token,
+        })
+    }
+
+    pub(crate) async fn tenant_token_matches(
+        &self,
+        tenant: TenantId,
+        presented: &str,
+    ) -> Result<bool> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT token_hash FROM tenants WHERE id = $1")
+                .bind(*tenant.as_uuid())
+                .fetch_optional(self.read())
+                .await?;
+        Ok(stored.is_some_and(|h| token::matches(presented, &h)))
+    }
+
+    pub(crate) async fn tenant_token_hash_matches(
+        &self,
+        tenant: TenantId,
+        hash: &str,
+    ) -> Result<bool> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT token_hash FROM tenants WHERE id = $1")
+                .bind(*tenant.as_uuid())
+                .fetch_optional(self.read())
+                .await?;
+        Ok(stored.is_some_and(|h| token::same_hash(&h, hash)))
+    }
+
+    pub(crate) async fn rotate_tenant_token(&self, tenant: TenantId) -> Result<String> {
+        let token = token::generate(TokenKind::Tenant)?;
+        let done = sqlx::query("UPDATE tenants SET token_hash = $2 WHERE id = $1")
+            .bind(*tenant.as_uuid())
+            .bind(token::hash(&token))
+            .execute(self.read_write())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("tenant"));
+        }
+        Ok(token)
+    }
+}
