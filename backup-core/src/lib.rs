@@ -84,8 +84,8 @@ pub use retry::{RetryBudget, RetryDecision};
 pub use schedule::{Schedule, ScheduleSpec};
 pub use settings::{
     BACKOFF_BASE_SECONDS_RANGE, BANDWIDTH_RANGE, CONCURRENCY_RANGE, CPU_QUOTA_RANGE,
-    FAILURE_THRESHOLD_RANGE, MAX_BACKOFF_MINUTES_RANGE, MAX_RETRIES_RANGE, Range, Settings,
-    SettingsPatch,
+    FAILURE_THRESHOLD_RANGE, MAX_BACKOFF_MINUTES_RANGE, MAX_RETRIES_RANGE, Range, SETTING_FIELDS,
+    Settings, SettingsPatch,
 };
 pub use status::{AgentStatus, SettingsSource, StatusInputs};
 #[cfg(feature = "openapi")]

@@ -43,6 +43,54 @@ pub const BACKOFF_BASE_SECONDS_RANGE: Range = Range { min: 1, max: 3600 };
 /// The range of `backoffFailureThreshold` (0 disables repository backoff).
 pub const FAILURE_THRESHOLD_RANGE: Range = Range { min: 0, max: 100 };
 
+/// Each setting: its wire name, what it is for people, and its range, in the order of
+/// [`Settings`]'s fields. The dashboard's form and the configuration reference read it, so the
+/// ranges people see are the ones validation applies.
+pub const SETTING_FIELDS: [(&str, &str, Range); 10] = [
+    (
+        "maxConcurrentTasks",
+        "Max concurrent tasks",
+        CONCURRENCY_RANGE,
+    ),
+    (
+        "maxConcurrentBackups",
+        "Max concurrent backups",
+        CONCURRENCY_RANGE,
+    ),
+    (
+        "maxConcurrentChecks",
+        "Max concurrent checks",
+        CONCURRENCY_RANGE,
+    ),
+    (
+        "maxConcurrentPrunes",
+        "Max concurrent prunes",
+        CONCURRENCY_RANGE,
+    ),
+    ("cpuQuotaPercent", "CPU quota %", CPU_QUOTA_RANGE),
+    (
+        "bandwidthLimitMbps",
+        "Bandwidth limit Mbit/s",
+        BANDWIDTH_RANGE,
+    ),
+    ("maxRetries", "Max retries", MAX_RETRIES_RANGE),
+    (
+        "maxBackoffMinutes",
+        "Max backoff minutes",
+        MAX_BACKOFF_MINUTES_RANGE,
+    ),
+    (
+        "backoffBaseSeconds",
+        "Backoff base seconds",
+        BACKOFF_BASE_SECONDS_RANGE,
+    ),
+    (
+        "backoffFailureThreshold",
+        "Backoff failure threshold",
+        FAILURE_THRESHOLD_RANGE,
+    ),
+];
+
 /// An agent's validated settings. Construct with [`Settings::default`] and [`Settings::apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -115,3 +115,31 @@ fn error_names_field_value_and_range() {
     let text = err.to_string();
     assert!(text.contains("150") && text.contains("1-100"), "{text}");
 }
+
+#[test]
+fn the_field_table_names_every_setting_in_order_with_the_ranges_validation_applies() {
+    let json = serde_json::to_value(Settings::default()).expect("settings serialize");
+    let keys: Vec<&str> = json
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let table: Vec<&str> = backup_core::SETTING_FIELDS.iter().map(|f| f.0).collect();
+    let mut sorted_keys = keys.clone();
+    sorted_keys.sort_unstable();
+    let mut sorted_table = table.clone();
+    sorted_table.sort_unstable();
+    assert_eq!(sorted_keys, sorted_table, "one entry per setting");
+    for (field, _, range) in backup_core::SETTING_FIELDS {
+        let mut too_big = serde_json::Map::new();
+        too_big.insert(field.into(), (range.max + 1).into());
+        let patch: SettingsPatch =
+            serde_json::from_value(serde_json::Value::Object(too_big)).expect("patch");
+        let e = Settings::default()
+            .apply(&patch)
+            .expect_err("one past the range is refused");
+        assert_eq!(e.field(), Some(field), "{e}");
+        assert!(e.to_string().contains(&range.to_string()), "{e}");
+    }
+}

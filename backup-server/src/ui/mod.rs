@@ -6,7 +6,12 @@
 //! log in, so rotating the tenant's token ends every session. Every form carries a CSRF token
 //! derived from the session (the login form: a double-submit cookie).
 
-mod pages;
+mod agents;
+mod chart;
+mod forms;
+mod layout;
+mod login;
+mod policies;
 mod session;
 
 use axum::{
@@ -24,20 +29,20 @@ pub(crate) use session::SessionKey;
 /// The `/ui` routes.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/ui", get(pages::agents_page))
-        .route("/ui/", get(pages::agents_page))
-        .route("/ui/login", get(pages::login_form).post(pages::login))
-        .route("/ui/logout", post(pages::logout))
-        .route("/ui/fragments/agents", get(pages::agents_fragment))
-        .route("/ui/agents/{id}", get(pages::agent_page))
-        .route("/ui/agents/{id}/settings", post(pages::save_settings))
-        .route("/ui/tasks/{id}/cancel", post(pages::cancel_task))
+        .route("/ui", get(agents::agents_page))
+        .route("/ui/", get(agents::agents_page))
+        .route("/ui/login", get(login::login_form).post(login::login))
+        .route("/ui/logout", post(login::logout))
+        .route("/ui/fragments/agents", get(agents::agents_fragment))
+        .route("/ui/agents/{id}", get(agents::agent_page))
+        .route("/ui/agents/{id}/settings", post(agents::save_settings))
+        .route("/ui/tasks/{id}/cancel", post(agents::cancel_task))
         .route(
             "/ui/policies",
-            get(pages::policies_page).post(pages::create_policy),
+            get(policies::policies_page).post(policies::create_policy),
         )
-        .route("/ui/policies/{id}/enabled", post(pages::set_enabled))
-        .route("/ui/policies/{id}/run", post(pages::run_policy))
+        .route("/ui/policies/{id}/enabled", post(policies::set_enabled))
+        .route("/ui/policies/{id}/run", post(policies::run_policy))
         .layer(middleware::map_response(security_headers))
 }
 
@@ -51,7 +56,7 @@ async fn security_headers(mut response: Response) -> Response {
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
              script-src '{}'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
              base-uri 'none'",
-            pages::refresh_script_hash()
+            layout::refresh_script_hash()
         )
     });
     let headers = response.headers_mut();

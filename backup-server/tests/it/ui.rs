@@ -458,19 +458,25 @@ async fn tasks_can_be_cancelled_and_policies_managed() {
         .await;
     assert_eq!(
         run.location.as_deref(),
-        Some("/ui/policies?notice=Task+created")
+        Some(format!("/ui/policies?notice=task_created&policy={id}").as_str())
     );
     let again = b
         .post(&format!("/ui/policies/{id}/run"), &[("csrf", &csrf)])
         .await;
+    let back = again.location.clone().unwrap_or_default();
     assert!(
-        again
-            .location
-            .as_deref()
-            .unwrap_or_default()
-            .contains("Not%20started"),
+        b.get(&back)
+            .await
+            .html
+            .contains("Not started: nightly &lt;b&gt; already has an open task."),
         "409 shows as a notice"
     );
+    // Notices come from a fixed set: text in the query string is never shown.
+    let forged = b
+        .get("/ui/policies?notice=Your+account+is+locked%2C+call+us")
+        .await;
+    assert!(!forged.html.contains("Your account is locked"));
+    assert!(!forged.html.contains("class=\"notice\""));
 }
 
 #[tokio::test]

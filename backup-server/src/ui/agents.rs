@@ -1,0 +1,295 @@
+//! The agents pages: the fleet table (refreshed live), and one agent with its settings form,
+//! its tasks (with cancel) and its recent runs.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use backup_core::{
+    AgentId, AgentStatus, AgentView, BackupRunView, SETTING_FIELDS, TaskId, TaskView,
+};
+use backup_store::{BackupRunFilter, PageRequest, StoreError, TaskFilter};
+use maud::{Markup, PreEscaped, html};
+
+use super::{
+    chart::chart,
+    forms::{CancelForm, FieldError, Posted, SettingsForm},
+    layout::{REFRESH, failure, layout, page, when},
+    session::Session,
+};
+use crate::AppState;
+
+fn badge(agent: &AgentView) -> Markup {
+    match agent.status {
+        AgentStatus::Backoff => {
+            html! { span.badge.backoff { "Backoff active until " (when(agent.backoff_until)) } }
+        }
+        AgentStatus::Saturated => html! { span.badge.saturated { "Saturated" } },
+        AgentStatus::Online => html! { span.badge.online { "Online" } },
+        _ => html! { span.badge.offline { "Offline" } },
+    }
+}
+
+fn agents_table(agents: &[AgentView]) -> Markup {
+    html! {
+        table {
+            thead { tr { th { "Agent" } th { "Host" } th { "Status" } th { "Running / limit" } th { "Queue depth" } th { "Pending retries" } th { "Last heartbeat" } } }
+            tbody {
+                @for a in agents {
+                    tr {
+                        td { a href={ "/ui/agents/" (a.id) } { (a.name) } }
+                        td { (a.hostname) }
+                        td { (badge(a)) }
+                        td { (a.running_tasks) " / " (a.settings.max_concurrent_tasks) }
+                        td { (a.queue_depth) }
+                        td { (a.pending_retries) }
+                        td { (when(a.last_heartbeat_at)) }
+                    }
+                }
+                @if agents.is_empty() { tr { td colspan="7" { "No agents yet: create one with POST /agents." } } }
+            }
+        }
+    }
+}
+
+pub(crate) async fn agents_page(State(state): State<AppState>, session: Session) -> Response {
+    match state
+        .store()
+        .list_agents(session.tenant, &PageRequest::first(500))
+        .await
+    {
+        Ok(list) => page(
+            StatusCode::OK,
+            layout(
+                "Agents",
+                Some(&session),
+                html! {
+                    h1 { "Agents" }
+                    div #agents { (agents_table(&list.items)) }
+                    noscript { p { "Reload the page to refresh (the table refreshes itself when JavaScript is on)." } }
+                    script { (PreEscaped(REFRESH)) }
+                },
+            ),
+        ),
+        Err(e) => failure(e),
+    }
+}
+
+pub(crate) async fn agents_fragment(State(state): State<AppState>, session: Session) -> Response {
+    match state
+        .store()
+        .list_agents(session.tenant, &PageRequest::first(500))
+        .await
+    {
+        Ok(list) => page(StatusCode::OK, agents_table(&list.items)),
+        Err(e) => failure(e),
+    }
+}
+
+fn agent_markup(
+    session: &Session,
+    agent: &AgentView,
+    tasks: &[TaskView],
+    runs: &[BackupRunView],
+    values: &SettingsForm,
+    error: Option<(&str, &str)>,
+) -> Markup {
+    let error_for = |field: &str| {
+        error
+            .filter(|(f, _)| *f == field)
+            .map(|(_, m)| m.to_owned())
+    };
+    layout(
+        &agent.name,
+        Some(session),
+        html! {
+            h1 { (agent.name) " " (badge(agent)) }
+            p { "Host " (agent.hostname) " · running " (agent.running_tasks) " / " (agent.settings.max_concurrent_tasks)
+                " · queue " (agent.queue_depth) " · pending retries " (agent.pending_retries)
+                " · last heartbeat " (when(agent.last_heartbeat_at)) " · settings from " (agent.settings_source.as_str()) }
+            h2 { "Settings" }
+            @if let Some((field, message)) = error {
+                @if !SETTING_FIELDS.iter().any(|(k, _, _)| *k == field) { p.error { (message) } }
+            }
+            form method="post" action={ "/ui/agents/" (agent.id) "/settings" } {
+                input type="hidden" name="csrf" value=(session.csrf());
+                fieldset.grid {
+                    @for (key, _, _) in SETTING_FIELDS {
+                        div {
+                            label for=(key) { (SettingsForm::label(key)) }
+                            input id=(key) name=(key) value=(values.value(key)) size="8";
+                            @if let Some(m) = error_for(key) { div.error { (m) } }
+                        }
+                    }
+                }
+                button type="submit" { "Save settings" }
+            }
+            h2 { "Tasks" }
+            table {
+                thead { tr { th { "Kind" } th { "Status" } th { "Attempt" } th { "Retries" } th { "Next retry" } th { "Failed permanently" } th { "Last error" } th {} } }
+                tbody {
+                    @for t in tasks {
+                        tr {
+                            td { (t.kind.as_str()) }
+                            td { (t.status.as_str()) }
+                            td { (t.attempt) }
+                            td { (t.retry_count) " of " (t.max_retries) }
+                            td { (when(t.next_retry_at)) }
+                            td { @if t.failed_permanently { "yes (" (t.permanent_reason.map_or("", |r| r.as_str())) ")" } @else { "no" } }
+                            td { (t.last_error.as_deref().unwrap_or("")) }
+                            td {
+                                @if t.status.is_open() {
+                                    form.inline method="post" action={ "/ui/tasks/" (t.id) "/cancel" } {
+                                        input type="hidden" name="csrf" value=(session.csrf());
+                                        input type="hidden" name="agent" value=(agent.id);
+                                        button type="submit" { "Cancel" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Recent backup runs" }
+            (chart(runs))
+            table {
+                thead { tr { th { "Kind" } th { "Attempt" } th { "Status" } th { "Finished" } th { "Snapshot" } th { "Data added" } th { "Duration" } th { "Error" } } }
+                tbody {
+                    @for r in runs {
+                        tr {
+                            td { (r.kind.as_str()) } td { (r.attempt) } td { (r.status.as_str()) @if r.late { " (late)" } }
+                            td { (when(r.finished_at)) } td { (r.snapshot_id.as_deref().unwrap_or("")) }
+                            td { (r.data_added.map(|d| d.to_string()).unwrap_or_default()) }
+                            td { (r.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default()) }
+                            td { (r.error.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+async fn render_agent(
+    state: &AppState,
+    session: &Session,
+    id: AgentId,
+    values: Option<SettingsForm>,
+    error: Option<(&str, &str)>,
+    status: StatusCode,
+) -> Response {
+    let store = state.store();
+    let agent = match store.get_agent(session.tenant, id).await {
+        Ok(a) => a,
+        Err(e) => return failure(e),
+    };
+    let tasks = store
+        .list_tasks(
+            session.tenant,
+            &TaskFilter {
+                agent_id: Some(id),
+                ..TaskFilter::default()
+            },
+            &PageRequest::first(50),
+        )
+        .await;
+    let runs = store
+        .list_backup_runs(
+            session.tenant,
+            &BackupRunFilter {
+                agent_id: Some(id),
+                ..BackupRunFilter::default()
+            },
+            &PageRequest::first(30),
+        )
+        .await;
+    match (tasks, runs) {
+        (Ok(tasks), Ok(runs)) => {
+            let values = values.unwrap_or_else(|| SettingsForm::of(&agent));
+            page(
+                status,
+                agent_markup(session, &agent, &tasks.items, &runs.items, &values, error),
+            )
+        }
+        (Err(e), _) | (_, Err(e)) => failure(e),
+    }
+}
+
+pub(crate) async fn agent_page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<AgentId>() else {
+        return failure(StoreError::NotFound("agent"));
+    };
+    render_agent(&state, &session, id, None, None, StatusCode::OK).await
+}
+
+pub(crate) async fn save_settings(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Posted { session, form }: Posted<SettingsForm>,
+) -> Response {
+    let Ok(id) = id.parse::<AgentId>() else {
+        return failure(StoreError::NotFound("agent"));
+    };
+    let patch = match form.patch() {
+        Ok(p) => p,
+        Err((field, message)) => {
+            let (field, message): FieldError = (field, message);
+            return render_agent(
+                &state,
+                &session,
+                id,
+                Some(form.clone()),
+                Some((&field, &message)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+    };
+    match state
+        .store()
+        .patch_settings(session.tenant, id, &patch)
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/ui/agents/{id}")).into_response(),
+        Err(StoreError::Validation(e)) => {
+            let field = e.field().unwrap_or("settings").to_owned();
+            render_agent(
+                &state,
+                &session,
+                id,
+                Some(form.clone()),
+                Some((&field, &e.to_string())),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(e) => failure(e),
+    }
+}
+
+pub(crate) async fn cancel_task(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Posted { session, form }: Posted<CancelForm>,
+) -> Response {
+    let Ok(id) = id.parse::<TaskId>() else {
+        return failure(StoreError::NotFound("task"));
+    };
+    match state.store().cancel_task(session.tenant, id).await {
+        Ok(task) => Redirect::to(&format!("/ui/agents/{}", task.agent_id)).into_response(),
+        Err(StoreError::Conflict(_)) => {
+            let back = form
+                .agent
+                .parse::<AgentId>()
+                .ok()
+                .map_or_else(|| "/ui".to_owned(), |a| format!("/ui/agents/{a}"));
+            Redirect::to(&back).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
