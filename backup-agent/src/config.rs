@@ -429,3 +429,18 @@ fn serde_path_to_error<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(value)
         .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
 }
+
+/// The `KEY=value` lines of a repository's `envFile` (the `.env` format: `#` comments, `export`,
+/// quotes). A line that does not parse is skipped with a warning naming its number.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    let mut vars = Vec::new();
+    for (n, item) in dotenvy::from_read_iter(text.as_bytes()).enumerate() {
+        match item {
+            Ok(pair) => vars.push(pair),
+            Err(e) => {
+                tracing::warn!(item = n + 1, error = %e, "skipping a line of an envFile that does not parse")
+            }
+        }
+    }
+    vars
+}

@@ -48,12 +48,12 @@ pub mod state;
 
 pub use agent::{
     AGENT_VERSION, Agent, AgentOptions, BackoffReport, ConcurrencyReport, DIAGNOSTICS_FILE,
-    Diagnostics, QuotaReport, parse_env_file,
+    Diagnostics, QuotaReport,
 };
 #[cfg(feature = "mock")]
 pub use client::MockOrchestratorClient;
 pub use client::{ClientError, HttpClient, OrchestratorClient};
-pub use config::{AgentConfig, ConfigError, RepositoryConfig, env_name};
+pub use config::{AgentConfig, ConfigError, RepositoryConfig, env_name, parse_env_file};
 pub use repo_backoff::{BackoffTracker, Entered, Scope};
 pub use repolock::{RepoGuard, RepoLocks};
 pub use runner::{TokioProcessRunner, process_niceness, process_start_ticks, signal_group, which};
@@ -74,6 +74,12 @@ pub enum AgentError {
     /// A listener or another I/O resource failed.
     #[error("{0}")]
     Io(String),
+}
+
+impl From<ClientError> for AgentError {
+    fn from(e: ClientError) -> Self {
+        AgentError::Io(e.to_string())
+    }
 }
 
 impl From<ConfigError> for AgentError {

@@ -68,6 +68,9 @@ pub enum FailureKind {
     NoRepository,
     /// Another process holds a conflicting lock: retriable, and worth an `unlock` first.
     Locked,
+    /// The machine's disk is full (restic's cache or temp files): retriable, and the
+    /// machine's fault rather than the repository's.
+    DiskFull,
     /// Anything else: retriable.
     Other,
 }
@@ -121,12 +124,14 @@ pub fn classify(
         FailureKind::NoRepository
     } else if (coded && code == 11) || stderr.contains("repository is already locked") {
         FailureKind::Locked
+    } else if stderr.contains("no space left on device") {
+        FailureKind::DiskFull
     } else {
         FailureKind::Other
     };
     let class = match failure {
         FailureKind::WrongPassword | FailureKind::NoRepository => ErrorClass::Permanent,
-        FailureKind::Locked | FailureKind::Other => ErrorClass::Retriable,
+        FailureKind::Locked | FailureKind::DiskFull | FailureKind::Other => ErrorClass::Retriable,
     };
     Classified::Failed {
         class,

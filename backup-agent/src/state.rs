@@ -186,7 +186,15 @@ impl StateFile {
             path: self.path.clone(),
             source: std::io::Error::other(e),
         })?;
-        write_atomically(&self.dir, &self.path, &bytes).map_err(|source| StateError {
+        self.save_encoded(&bytes)
+    }
+
+    /// Writes bytes made by [`encode`] atomically, as [`StateFile::save`] does.
+    ///
+    /// # Errors
+    /// When any step fails; the old file is then intact.
+    pub fn save_encoded(&self, bytes: &[u8]) -> Result<(), StateError> {
+        write_atomically(&self.dir, &self.path, bytes).map_err(|source| StateError {
             path: self.path.clone(),
             source,
         })

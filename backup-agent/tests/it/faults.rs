@@ -9,8 +9,8 @@ use std::{
 use async_trait::async_trait;
 use backup_agent::{ClientError, HttpClient, OrchestratorClient};
 use backup_core::{
-    AttemptReport, ClaimAnswer, ClaimRequest, ErrorCode, Heartbeat, HeartbeatAnswer, TaskId,
-    TaskView,
+    AttemptReport, ClaimAnswer, ClaimRequest, ClaimedTask, ErrorCode, Heartbeat, HeartbeatAnswer,
+    TaskId, TaskView,
 };
 use serde_json::json;
 
@@ -667,8 +667,8 @@ async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
             !running.agent.diagnostics().backoff.is_empty()
         })
         .await;
-    // A run-now on the bad repository is claimed and waits out the backoff (a minute or more);
-    // meanwhile the one slot serves the good repository.
+    // A run-now on the bad repository waits on the server, which knows from the heartbeats that
+    // the repository backs off (a minute or more); meanwhile the one slot serves the good one.
     let mut second = backup_policy(&agent.0, "bad", &["/d"]);
     second["name"] = json!("bad, run now");
     let second = server.policy(second).await;
@@ -680,11 +680,7 @@ async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    server
-        .wait_for(15, "the run-now claimed", || async {
-            running.agent.diagnostics().held_tasks == 1
-        })
-        .await;
+    let run_now = body["id"].as_str().expect("id").to_owned();
     server
         .policy(backup_policy(&agent.0, "good", &["/d"]))
         .await;
@@ -699,6 +695,11 @@ async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
         [bad.display().to_string(), good.display().to_string()],
         "nothing ran on the bad repository during its backoff"
     );
+    let held_back = server.get(&format!("/tasks/{run_now}")).await;
+    assert_eq!(
+        held_back["status"], "pending",
+        "the server does not hand out a task for a repository in backoff: {held_back}"
+    );
     running.stop().await;
 }
 
@@ -706,4 +707,97 @@ fn repository_of(spec: &backup_core::ProcessSpec) -> String {
     crate::harness::env_of(spec, "RESTIC_REPOSITORY")
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The HTTP client, except that its next claims hand out again the first task it claimed (and
+/// accept its start), as a server does when that task's lease lapsed while the agent still runs
+/// it.
+struct Replaying {
+    inner: HttpClient,
+    first: Mutex<Option<ClaimedTask>>,
+    started: Mutex<Option<TaskView>>,
+    replays: Mutex<u32>,
+}
+
+#[async_trait]
+impl OrchestratorClient for Replaying {
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAnswer, ClientError> {
+        self.inner.heartbeat(heartbeat).await
+    }
+
+    async fn claim(&self, request: &ClaimRequest) -> Result<ClaimAnswer, ClientError> {
+        let replay = {
+            let first = self.first.lock().expect("lock");
+            let mut replays = self.replays.lock().expect("lock");
+            match first.as_ref() {
+                Some(task) if *replays > 0 => {
+                    *replays -= 1;
+                    let mut again = task.clone();
+                    again.attempt += 1;
+                    Some(again)
+                }
+                _ => None,
+            }
+        };
+        if let Some(task) = replay {
+            return Ok(ClaimAnswer { tasks: vec![task] });
+        }
+        let answer = self.inner.claim(request).await?;
+        if let Some(task) = answer.tasks.first() {
+            self.first.lock().expect("lock").get_or_insert(task.clone());
+        }
+        Ok(answer)
+    }
+
+    async fn start(&self, task: TaskId, attempt: u32) -> Result<TaskView, ClientError> {
+        if let Some(view) = self.started.lock().expect("lock").clone() {
+            return Ok(view);
+        }
+        let view = self.inner.start(task, attempt).await?;
+        *self.started.lock().expect("lock") = Some(view.clone());
+        Ok(view)
+    }
+
+    async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError> {
+        self.inner.report(task, report).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_handed_out_again_while_it_runs_is_not_started_twice() {
+    let OneRepository {
+        server,
+        dir: _dir,
+        agent,
+        runner,
+        mut config,
+    } = one_repository("replayed", vec![Script::ok(4000)]).await;
+    // Two slots: only the agent's own bookkeeping can keep a second run from starting.
+    config.max_concurrent_tasks = Some(2);
+    config.max_concurrent_backups = Some(2);
+    let client = Arc::new(Replaying {
+        inner: http_client(&config),
+        first: Mutex::new(None),
+        started: Mutex::new(None),
+        replays: Mutex::new(3),
+    });
+    server
+        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .await;
+    let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
+    server
+        .wait_for(20, "the replayed claims made", || async {
+            *client.replays.lock().expect("lock") == 0
+        })
+        .await;
+    assert_eq!(runner.current(), 1, "the first run is still going");
+    server
+        .wait_for(20, "the first run's result", || async {
+            !server.runs("status=succeeded").await.is_empty()
+        })
+        .await;
+    let (most, _) = runner.max_concurrent();
+    assert_eq!(most, 1, "the task never ran twice at once");
+    assert_eq!(runner.operations().len(), 1, "and was started once");
+    running.stop().await;
 }

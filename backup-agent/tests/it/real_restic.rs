@@ -617,3 +617,65 @@ fn complete_locks(locks: &Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// DESIGN §5: at most two state-file writes per successful attempt (restic's process group when
+/// it starts, the result when it ends); a settled result leaves the file with the next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_attempt_costs_at_most_two_state_writes() {
+    if backup_testkit::restic().is_none() {
+        return;
+    }
+    let server = TestServer::start().await;
+    let (dir, pw) = scratch();
+    let data = sample_data(dir.path(), 10_000);
+    let repo = dir.path().join("repo");
+    let agent = server.agent("writes").await;
+    let state_dir = dir.path().join("state");
+    let config = agent_config(&server, &agent, &state_dir, &[("main", &repo, &pw)]);
+    let backup = server
+        .policy(backup_policy(
+            &agent.0,
+            "main",
+            &[data.to_str().expect("utf8")],
+        ))
+        .await;
+    let id = backup["id"].as_str().expect("id").to_owned();
+    let running = RunningAgent::start(config, real_runner()).await;
+    let before = running.agent.state_writes();
+    let q = format!("policyId={id}&status=succeeded");
+    for n in 1..=3 {
+        if n > 1 {
+            let (status, body) = server
+                .call(reqwest::Method::POST, &format!("/policies/{id}/run"), None)
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+        server
+            .wait_for(60, "the backup to succeed", || async {
+                server.tasks(&q).await.len() == n
+            })
+            .await;
+    }
+    server
+        .wait_for(10, "the outbox empty", || async {
+            running.agent.diagnostics().outbox == 0
+        })
+        .await;
+    let writes = running.agent.state_writes() - before;
+    let attempts = server.runs(&format!("policyId={id}")).await.len() as u64;
+    assert_eq!(attempts, 3, "three attempts, each a success");
+    assert!(
+        (attempts..=2 * attempts).contains(&writes),
+        "{writes} state writes for {attempts} successful attempts"
+    );
+    running.stop().await;
+    let state = backup_agent::state::StateFile::new(&state_dir)
+        .expect("state")
+        .load()
+        .expect("load")
+        .state;
+    assert!(
+        state.outbox.is_empty() && state.processes.is_empty(),
+        "the settled results left the file at shutdown: {state:?}"
+    );
+}

@@ -29,45 +29,70 @@ impl Pools {
             return Ok(ClaimAnswer::default());
         }
         let mut tx = self.write().await?;
-        let mut candidates: Vec<(Ts, Uuid)> = Vec::new();
+        // Tasks on a repository the agent reported in backoff stay here until it ends: the
+        // agent would only hold them (and their slots) while it waits.
+        let backoff = sqlx::query(
+            "SELECT agent_backoff_until, backoff_repositories FROM agents WHERE id = $1",
+        )
+        .bind(agent_uuid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut backed_off: Vec<String> = Vec::new();
+        if let Some(row) = backoff {
+            let whole: Option<Ts> = row.try_get("agent_backoff_until")?;
+            if whole.is_some_and(|until| until > now) {
+                tx.commit().await?;
+                return Ok(ClaimAnswer::default());
+            }
+            let repositories: Vec<RepositoryBackoffView> = from_json(
+                "backoff repositories",
+                &row.try_get::<String, _>("backoff_repositories")?,
+            )?;
+            backed_off = repositories
+                .into_iter()
+                .filter(|r| r.backoff_until > now.get())
+                .map(|r| r.repository)
+                .collect();
+        }
         let caps = TaskKind::ALL.map(|kind| req.per_kind.map_or(limit, |p| p.get(kind).min(limit)));
-        if caps.iter().all(|&cap| cap == limit) {
-            let sql = concat!(
-                "SELECT t.slot, t.id FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' ",
-                "AND (t.next_retry_at IS NULL OR t.next_retry_at <= $2) ",
-                "ORDER BY t.slot, t.id LIMIT $3",
+        // One query when no kind is capped below the limit, else one per kind.
+        let queries: Vec<(Option<TaskKind>, u32)> = if caps.iter().all(|&cap| cap == limit) {
+            vec![(None, limit)]
+        } else {
+            TaskKind::ALL
+                .into_iter()
+                .zip(caps)
+                .filter(|(_, cap)| *cap > 0)
+                .map(|(kind, cap)| (Some(kind), cap))
+                .collect()
+        };
+        let mut candidates: Vec<(Ts, Uuid)> = Vec::new();
+        for (kind, cap) in queries {
+            let excluded = if backed_off.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.id = t.policy_id \
+                     AND p.repository IN ({}))",
+                    placeholders(5, backed_off.len())
+                )
+            };
+            let sql = format!(
+                "SELECT t.slot, t.id FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' \
+                 AND ($2 IS NULL OR t.kind = $2) AND (t.next_retry_at IS NULL OR t.next_retry_at <= $3)\
+                 {excluded} ORDER BY t.slot, t.id LIMIT $4{}",
                 skip_locked!("t")
             );
-            let rows = sqlx::query(sql)
+            let mut q = sqlx::query(AssertSqlSafe(sql))
                 .bind(agent_uuid)
+                .bind(kind.map(TaskKind::as_str))
                 .bind(now)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in rows {
-                candidates.push((row.try_get("slot")?, row.try_get("id")?));
+                .bind(i64::from(cap));
+            for repository in &backed_off {
+                q = q.bind(repository);
             }
-        } else {
-            for (kind, cap) in TaskKind::ALL.into_iter().zip(caps) {
-                if cap == 0 {
-                    continue;
-                }
-                let sql = concat!(
-                    "SELECT t.slot, t.id FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' ",
-                    "AND t.kind = $2 AND (t.next_retry_at IS NULL OR t.next_retry_at <= $3) ",
-                    "ORDER BY t.slot, t.id LIMIT $4",
-                    skip_locked!("t")
-                );
-                let rows = sqlx::query(sql)
-                    .bind(agent_uuid)
-                    .bind(kind.as_str())
-                    .bind(now)
-                    .bind(i64::from(cap))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for row in rows {
-                    candidates.push((row.try_get("slot")?, row.try_get("id")?));
-                }
+            for row in q.fetch_all(&mut *tx).await? {
+                candidates.push((row.try_get("slot")?, row.try_get("id")?));
             }
         }
         candidates.sort();

@@ -671,3 +671,81 @@ store_test!(claims_respect_limit_per_kind_and_age, |env| async move {
         "start is idempotent"
     );
 });
+
+store_test!(
+    tasks_on_a_repository_in_backoff_are_not_handed_out,
+    |env| async move {
+        let tenant = env.tenant("acme").await;
+        let agent = env.agent(&tenant, "db-1").await.agent.id;
+        env.online(agent).await;
+        let bad = env.policy(&tenant, backup_every_hour(agent)).await;
+        let good = env
+            .policy(
+                &tenant,
+                backup_core::PolicySpec {
+                    name: "other".into(),
+                    repository: "offsite".into(),
+                    ..backup_every_hour(agent)
+                },
+            )
+            .await;
+        // The agent reports `main` in backoff for two minutes.
+        env.store
+            .heartbeat(
+                agent,
+                &Heartbeat {
+                    backoff_repositories: Some(vec![backup_core::RepositoryBackoff {
+                        repository: "main".into(),
+                        remaining_seconds: 120,
+                    }]),
+                    agent_backoff_seconds: Some(0),
+                    ..Heartbeat::default()
+                },
+            )
+            .await
+            .expect("heartbeat");
+        env.store.schedule_due(false).await.expect("tick");
+        let claimed = env.claim_all(agent).await;
+        assert_eq!(
+            claimed.iter().map(|t| t.policy_id).collect::<Vec<_>>(),
+            [good.id],
+            "only the repository that is not in backoff"
+        );
+        // Once the backoff is over, the held-back task is claimable.
+        env.advance_secs(121);
+        let claimed = env.claim_all(agent).await;
+        assert_eq!(
+            claimed.iter().map(|t| t.policy_id).collect::<Vec<_>>(),
+            [bad.id]
+        );
+        // A whole-agent backoff holds back everything.
+        let third = env
+            .policy(
+                &tenant,
+                backup_core::PolicySpec {
+                    name: "third".into(),
+                    repository: "local".into(),
+                    ..backup_every_hour(agent)
+                },
+            )
+            .await;
+        env.store
+            .heartbeat(
+                agent,
+                &Heartbeat {
+                    backoff_repositories: Some(vec![]),
+                    agent_backoff_seconds: Some(60),
+                    ..Heartbeat::default()
+                },
+            )
+            .await
+            .expect("heartbeat");
+        env.store
+            .run_policy_now(tenant.id, third.id)
+            .await
+            .expect("run now");
+        assert!(env.claim_all(agent).await.is_empty());
+        env.advance_secs(61);
+        assert_eq!(env.claim_all(agent).await.len(), 1);
+    }
+);

@@ -1,0 +1,116 @@
+//! Claiming: as many due tasks as the agent has free slots for, each handed to its own worker.
+
+use std::{collections::hash_map::Entry, time::Duration};
+
+use backup_core::{ClaimRequest, ClaimedTask, PerKind};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{Agent, Held};
+use crate::repo_backoff::Scope;
+
+impl Agent {
+    pub(super) async fn poll_loop(self, workers: TaskTracker) {
+        // The first claim waits for the first heartbeat: the server must know the agent's load.
+        let mut done = self.inner.heartbeat_done.subscribe();
+        tokio::select! {
+            _ = done.wait_for(|d| *d) => {}
+            () = self.inner.shutdown.cancelled() => return,
+        }
+        let every =
+            Duration::from_secs(u64::from(self.inner.config.polling_interval_seconds.max(1)));
+        // A 429 or 503 with Retry-After: no claim before then, whatever wakes the loop.
+        let mut not_before = tokio::time::Instant::now();
+        // "Concurrency limit reached" once each time every slot fills, not at every poll.
+        let mut was_full = false;
+        loop {
+            let (limit, held) = {
+                let shared = self.shared();
+                (shared.settings.max_concurrent_tasks, shared.held.len())
+            };
+            let full = u32::try_from(held).unwrap_or(u32::MAX) >= limit;
+            if full && !was_full {
+                tracing::info!(limit, held, "Concurrency limit reached");
+            }
+            was_full = full;
+            if let Some(request) = self.free_slots() {
+                match self.inner.client.claim(&request).await {
+                    Ok(answer) => {
+                        // A hostile or confused server could send more than was asked for.
+                        for task in answer.tasks.into_iter().take(request.limit as usize) {
+                            if self.hold(&task) {
+                                workers.spawn(self.clone().work(task));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(after) = e.retry_after() {
+                            not_before = tokio::time::Instant::now() + after;
+                        }
+                        tracing::warn!(error = %e, retry_after_seconds = e.retry_after().map(|d| d.as_secs()), "claiming tasks failed; trying again next poll");
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = self.inner.wake_poll.notified() => {}
+                () = self.inner.shutdown.cancelled() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(not_before) => {}
+                () = self.inner.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// The claim for the free slots, or `None` when there are none or the whole agent backs
+    /// off. (The server holds back tasks for repositories in backoff itself: it knows them from
+    /// the heartbeats.)
+    fn free_slots(&self) -> Option<ClaimRequest> {
+        let now = self.now();
+        let shared = self.shared();
+        if shared.state.backoff.until(&Scope::Agent, now).is_some() {
+            return None;
+        }
+        let settings = shared.settings;
+        let busy = u32::try_from(shared.held.len()).unwrap_or(u32::MAX);
+        let total = settings.max_concurrent_tasks.saturating_sub(busy);
+        if total == 0 {
+            return None;
+        }
+        let per_kind = PerKind::from_fn(|kind| {
+            let mine = shared.held.values().filter(|h| h.kind == kind).count();
+            settings
+                .limit_for(kind)
+                .saturating_sub(u32::try_from(mine).unwrap_or(u32::MAX))
+                .min(total)
+        });
+        Some(ClaimRequest {
+            limit: total,
+            per_kind: Some(per_kind),
+        })
+    }
+
+    /// Takes a claimed task in. A task the agent already holds (the server handed it out again
+    /// after its lease lapsed, while its first worker still runs) is not started a second
+    /// time: returns false.
+    fn hold(&self, task: &ClaimedTask) -> bool {
+        let taken = match self.shared().held.entry(task.id) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(Held {
+                    kind: task.kind,
+                    attempt: task.attempt,
+                    running: false,
+                    cancel: CancellationToken::new(),
+                });
+                true
+            }
+        };
+        if taken {
+            self.refresh_gauges();
+        } else {
+            tracing::warn!(task = %task.id, attempt = task.attempt, "the server handed out a task this agent already runs; it is not started twice");
+        }
+        taken
+    }
+}

@@ -1,0 +1,307 @@
+//! One held task, from claim to result: wait for the repository's backoff to end, the
+//! repository lock and a slot of the gate; tell the server it starts; run restic; and put the
+//! result in the outbox in the same state-file write that forgets restic's process and records
+//! what the attempt did to the repository's backoff.
+
+use std::time::Duration;
+
+use backup_core::{AttemptOutcome, AttemptReport, ClaimedTask, ErrorClass};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::Agent;
+use crate::{
+    ClientError,
+    metrics::{KindLabels, TaskLabels},
+    repo_backoff::Scope,
+    state::OutboxEntry,
+};
+
+/// An attempt that ended with a result to report.
+#[derive(Debug)]
+pub(super) struct Finished {
+    pub(super) report: AttemptReport,
+    /// What the attempt means for backoff.
+    pub(super) backoff: Option<BackoffChange>,
+}
+
+/// What an attempt does to the backoff of its repository or of the whole agent.
+#[derive(Debug)]
+pub(super) enum BackoffChange {
+    /// restic worked there: the repository's and the agent's failure counts reset.
+    Success(String),
+    /// A retriable failure counted against the scope.
+    Failure {
+        /// The repository, or the whole agent (restic missing, disk full).
+        scope: Scope,
+        /// restic's words, for the "Entering backoff" line.
+        message: String,
+    },
+}
+
+impl Finished {
+    pub(super) fn new(report: AttemptReport, backoff: Option<BackoffChange>) -> Self {
+        Self { report, backoff }
+    }
+
+    /// A failure before or instead of restic: a report of class `class`.
+    pub(super) fn failed(
+        attempt: u32,
+        class: ErrorClass,
+        message: String,
+        backoff: Option<Scope>,
+    ) -> Self {
+        let mut report = AttemptReport::new(attempt, AttemptOutcome::Failed);
+        report.error_kind = Some(class);
+        report.error = Some(message.clone());
+        Self::new(
+            report,
+            backoff.map(|scope| BackoffChange::Failure { scope, message }),
+        )
+    }
+}
+
+enum StartAnswer {
+    Go,
+    NotOurs,
+}
+
+impl Agent {
+    pub(super) async fn work(self, task: ClaimedTask) {
+        let id = task.id;
+        let cancel = self
+            .shared()
+            .held
+            .get(&id)
+            .map(|h| h.cancel.clone())
+            .unwrap_or_default();
+        let finished = self.execute(&task, &cancel).await;
+        self.count_outcome(&task, finished.as_ref().map(|f| &f.report));
+        // One write: restic's process record goes as its result enters the outbox (with the
+        // backoff and counters it changes), so a crash leaves one or the other (a record is
+        // reported as failed at the next start), never neither.
+        let reported = finished.is_some();
+        let now = self.now();
+        let entered = self
+            .persist(|shared| {
+                shared.state.processes.retain(|p| p.task_id != id);
+                let finished = finished?;
+                let outcome = outcome_label(&finished.report);
+                *shared
+                    .state
+                    .counters
+                    .tasks_total
+                    .entry(format!("{}/{outcome}", task.kind.as_str()))
+                    .or_default() += 1;
+                let entered = match finished.backoff {
+                    Some(BackoffChange::Success(repository)) => {
+                        shared
+                            .state
+                            .backoff
+                            .record_success(&Scope::Repository(repository));
+                        shared.state.backoff.record_success(&Scope::Agent);
+                        None
+                    }
+                    Some(BackoffChange::Failure { scope, message }) => {
+                        let settings = shared.settings;
+                        let s = &mut *shared;
+                        s.state
+                            .backoff
+                            .record_failure(scope.clone(), &settings, now, &mut s.rng)
+                            .map(|entered| (scope, message, entered))
+                    }
+                    None => None,
+                };
+                shared.state.outbox.push(OutboxEntry {
+                    task_id: id,
+                    report: finished.report,
+                    tries: 0,
+                    next_try_at: None,
+                });
+                entered
+            })
+            .await;
+        if let Some((scope, message, entered)) = entered {
+            let target = match &scope {
+                Scope::Repository(name) => format!("repository {name}"),
+                Scope::Agent => "the whole agent".to_owned(),
+            };
+            tracing::warn!(scope = %target, until = %entered.until, last_error = %message, "Entering backoff for {} minutes", entered.minutes);
+        }
+        if reported {
+            self.inner.wake_outbox.notify_one();
+        }
+        {
+            let mut shared = self.shared();
+            if shared
+                .held
+                .get(&id)
+                .is_some_and(|h| h.attempt == task.attempt)
+            {
+                shared.held.remove(&id);
+            }
+        }
+        self.refresh_gauges();
+        self.inner.wake_poll.notify_one();
+    }
+
+    /// The end of the backoff of `repository` or of the whole agent, whichever is later.
+    fn backoff_until(&self, repository: &str) -> Option<DateTime<Utc>> {
+        let shared = self.shared();
+        let now = self.now();
+        shared
+            .state
+            .backoff
+            .until(&Scope::Repository(repository.to_owned()), now)
+            .max(shared.state.backoff.until(&Scope::Agent, now))
+    }
+
+    /// Waits for `until`, or returns early with `false` when cancelled or shutting down.
+    async fn wait_until(&self, until: DateTime<Utc>, cancel: &CancellationToken) -> bool {
+        let wait = (until - self.now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = cancel.cancelled() => false,
+            () = self.inner.shutdown.cancelled() => false,
+        }
+    }
+
+    /// What to report when a held task is given up before or while running: nothing for a
+    /// cancelled task, `interrupted` at shutdown.
+    pub(super) fn given_up(
+        &self,
+        task: &ClaimedTask,
+        cancel: &CancellationToken,
+    ) -> Option<Finished> {
+        if cancel.is_cancelled() {
+            None
+        } else {
+            let mut report = AttemptReport::new(task.attempt, AttemptOutcome::Interrupted);
+            report.error = Some("the agent shut down".into());
+            report.finished_at = Some(self.now());
+            Some(Finished::new(report, None))
+        }
+    }
+
+    async fn execute(&self, task: &ClaimedTask, cancel: &CancellationToken) -> Option<Finished> {
+        let Some(repo) = self
+            .inner
+            .config
+            .repositories
+            .get(&task.repository)
+            .cloned()
+        else {
+            return Some(Finished::failed(
+                task.attempt,
+                ErrorClass::Permanent,
+                format!(
+                    "unknown repository {:?}: this agent's configuration has {:?}",
+                    task.repository,
+                    self.inner.config.repositories.keys().collect::<Vec<_>>()
+                ),
+                None,
+            ));
+        };
+        // Start nothing on a repository (or an agent) in backoff: before waiting for the
+        // repository lock and a slot, and again once both are held, since a task that ran
+        // meanwhile may have failed into a backoff. (The server does not hand out tasks for a
+        // repository it knows is in backoff; this catches one that began since the last
+        // heartbeat.)
+        let exclusive = task.kind.is_exclusive();
+        let (_repo_lock, _slot) = loop {
+            while let Some(until) = self.backoff_until(&task.repository) {
+                if !self.wait_until(until, cancel).await {
+                    return self.given_up(task, cancel);
+                }
+            }
+            let repo_lock = tokio::select! {
+                guard = self.inner.locks.acquire(&task.repository, exclusive) => guard,
+                () = cancel.cancelled() => return None,
+                () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
+            };
+            let slot = tokio::select! {
+                guard = self.inner.gate.acquire(task.kind) => guard,
+                () = cancel.cancelled() => return None,
+                () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
+            };
+            if self.backoff_until(&task.repository).is_none() {
+                break (repo_lock, slot);
+            }
+        };
+        if let Some(held) = self.shared().held.get_mut(&task.id) {
+            held.running = true;
+        }
+        self.refresh_gauges();
+        match self.report_start(task).await {
+            StartAnswer::Go => {}
+            StartAnswer::NotOurs => return None,
+        }
+        let started_at = self.now();
+        let unlock_first = self.shared().unlock_first.remove(&task.repository);
+        if unlock_first {
+            self.restic_unlock(&task.repository, &repo).await;
+        }
+        let mut finished = match self.ensure_repository(&task.repository, &repo).await {
+            Err((class, message)) => Finished::failed(task.attempt, class, message, None),
+            Ok(()) => self.run_restic(task, &repo, cancel).await?,
+        };
+        finished.report.started_at = Some(started_at);
+        finished.report.finished_at = Some(self.now());
+        Some(finished)
+    }
+
+    async fn report_start(&self, task: &ClaimedTask) -> StartAnswer {
+        for attempt in 0..3 {
+            match self.inner.client.start(task.id, task.attempt).await {
+                Ok(_) | Err(ClientError::Unreadable(_)) => return StartAnswer::Go,
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!(task = %task.id, error = %e, "the server refused the start; the task is no longer this agent's to run");
+                    return StartAnswer::NotOurs;
+                }
+                Err(e) => {
+                    if attempt == 2 {
+                        // While the server is unreachable the agent still does its job; the
+                        // result alone is accepted for a claimed attempt.
+                        tracing::warn!(task = %task.id, error = %e, "cannot report the start; running anyway");
+                        return StartAnswer::Go;
+                    }
+                    tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_secs(1))).await;
+                }
+            }
+        }
+        StartAnswer::Go
+    }
+
+    /// The metrics of a finished attempt (the persisted counters go with the result's write).
+    fn count_outcome(&self, task: &ClaimedTask, report: Option<&AttemptReport>) {
+        let Some(report) = report else { return };
+        let outcome = outcome_label(report);
+        let kind = task.kind.as_str();
+        self.inner
+            .metrics
+            .tasks_total
+            .get_or_create(&TaskLabels {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        if let (Some(start), Some(end)) = (report.started_at, report.finished_at) {
+            let secs = (end - start).num_milliseconds().max(0) as f64 / 1000.0;
+            self.inner
+                .metrics
+                .task_duration
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .observe(secs);
+        }
+    }
+}
+
+/// The `outcome` label of `backup_agent_tasks_total`.
+fn outcome_label(report: &AttemptReport) -> &'static str {
+    match report.outcome {
+        AttemptOutcome::Succeeded => "succeeded",
+        AttemptOutcome::Partial => "partial",
+        AttemptOutcome::Interrupted => "interrupted",
+        _ => "failed",
+    }
+}
