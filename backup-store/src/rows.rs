@@ -44,7 +44,6 @@ fn unsigned(n: i32) -> u32 {
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct AgentRow {
     pub id: Uuid,
-    pub tenant_id: Uuid,
     pub name: String,
     pub hostname: String,
     pub max_concurrent_tasks: i32,

@@ -215,10 +215,21 @@ impl Pools {
     ) -> Result<Settings> {
         let now = ctx.now();
         let mut tx = self.write().await?;
-        let row = agent_row(&mut tx, *agent.as_uuid(), now).await?;
-        if row.tenant_id != *tenant.as_uuid() {
+        // Locked until the write: two PATCHes racing on two replicas would each merge over the
+        // settings from before the other, and the second would undo the first.
+        let sql = concat!(
+            "SELECT id FROM agents WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+            for_update!("agents")
+        );
+        let found: Option<Uuid> = sqlx::query_scalar(sql)
+            .bind(*agent.as_uuid())
+            .bind(*tenant.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
             return Err(StoreError::NotFound("agent"));
         }
+        let row = agent_row(&mut tx, *agent.as_uuid(), now).await?;
         let settings = row.settings().apply(patch)?;
         store_settings(&mut *tx, *agent.as_uuid(), &settings, None).await?;
         tx.commit().await?;

@@ -107,7 +107,7 @@ impl Pools {
     ) -> Result<PolicyView> {
         let now = ctx.now();
         let mut tx = self.write().await?;
-        let row = policy_row(&mut tx, tenant, *policy.as_uuid()).await?;
+        let row = policy_row_for_update(&mut tx, tenant, *policy.as_uuid()).await?;
         let current = row.spec()?;
         let (spec, schedule) = current.apply(patch)?;
         if spec.agent_id != current.agent_id {
@@ -237,6 +237,26 @@ async fn policy_row(tx: &mut Tx, tenant: TenantId, policy: Uuid) -> Result<Polic
         "SELECT {POLICY_COLUMNS} FROM policies p \
          WHERE p.tenant_id = $1 AND p.id = $2 AND p.deleted_at IS NULL"
     );
+    policy_row_from(tx, sql, tenant, policy).await
+}
+
+/// The row, locked until the transaction ends: a read-then-write must not write back what a
+/// scheduler batch on another replica changed in between (it would move `nextDueAt` back).
+async fn policy_row_for_update(tx: &mut Tx, tenant: TenantId, policy: Uuid) -> Result<PolicyRow> {
+    let sql = format!(
+        "SELECT {POLICY_COLUMNS} FROM policies p \
+         WHERE p.tenant_id = $1 AND p.id = $2 AND p.deleted_at IS NULL{}",
+        for_update!("p")
+    );
+    policy_row_from(tx, sql, tenant, policy).await
+}
+
+async fn policy_row_from(
+    tx: &mut Tx,
+    sql: String,
+    tenant: TenantId,
+    policy: Uuid,
+) -> Result<PolicyRow> {
     sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql))
         .bind(*tenant.as_uuid())
         .bind(policy)

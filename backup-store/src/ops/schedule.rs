@@ -186,18 +186,27 @@ impl Pools {
             let inserted: Vec<Uuid> = sqlx::query_scalar_with(AssertSqlSafe(sql), args)
                 .fetch_all(&mut *tx)
                 .await?;
-            // A policy whose insert hit a conflict (a run-now task, or a racing replica's task
-            // for the same slot) keeps its due time: the open task is the skip reason.
-            let advanced: Vec<&NewTask> = chunk
-                .iter()
-                .filter(|t| inserted.contains(&t.policy))
-                .collect();
-            report.skipped_for_conflict(chunk.len() - advanced.len());
+            // A policy whose insert hit a conflict keeps its due time while the task it met is
+            // open (a run-now task, or a racing replica's task for the same slot): the open task
+            // is the skip reason. A closed task for the very slot means the slot was served
+            // already (a run-now in the same millisecond, a due time written back by a race):
+            // the policy moves on, or it would stay due, and skipped, for ever.
+            let mut advanced: Vec<&NewTask> = Vec::with_capacity(chunk.len());
+            let mut served: Vec<&NewTask> = Vec::new();
+            for t in chunk {
+                if inserted.contains(&t.policy) {
+                    advanced.push(t);
+                } else if slot_served(&mut tx, t.policy, t.slot).await? {
+                    served.push(t);
+                }
+            }
+            report.skipped_for_conflict(chunk.len() - advanced.len() - served.len());
+            report.created += advanced.len() as u64;
+            report.missed_slots += advanced.iter().map(|t| t.missed).sum::<u64>();
+            advanced.extend(served);
             if advanced.is_empty() {
                 continue;
             }
-            report.created += advanced.len() as u64;
-            report.missed_slots += advanced.iter().map(|t| t.missed).sum::<u64>();
             let mut cases = String::new();
             let mut args = Args::default();
             add(&mut args, now)?;
@@ -221,4 +230,15 @@ impl Pools {
         tx.commit().await?;
         Ok(Some(last_key))
     }
+}
+
+/// Whether the policy's task for `slot` exists and is closed.
+async fn slot_served(tx: &mut Tx, policy: Uuid, slot: Ts) -> Result<bool> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM tasks WHERE policy_id = $1 AND slot = $2")
+            .bind(policy)
+            .bind(slot)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(status.is_some_and(|s| !matches!(s.as_str(), "pending" | "claimed" | "running")))
 }

@@ -101,3 +101,117 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    concurrent_settings_patches_both_take_effect,
+    |env| async move {
+        let t = env.tenant("acme").await;
+        let agent = env.agent(&t, "db-1").await.agent.id;
+        let replica = env.replica().await;
+        for round in 0..20_i64 {
+            let (a, b) = (env.store.clone(), replica.clone());
+            let (tenant, cpu, retries) = (t.id, 10 + round, round);
+            let first = tokio::spawn(async move {
+                a.patch_settings(
+                    tenant,
+                    agent,
+                    &backup_core::SettingsPatch {
+                        cpu_quota_percent: Some(cpu),
+                        ..Default::default()
+                    },
+                )
+                .await
+            });
+            let second = tokio::spawn(async move {
+                b.patch_settings(
+                    tenant,
+                    agent,
+                    &backup_core::SettingsPatch {
+                        max_retries: Some(retries),
+                        ..Default::default()
+                    },
+                )
+                .await
+            });
+            first.await.expect("join").expect("patch");
+            second.await.expect("join").expect("patch");
+            let settings = env
+                .store
+                .get_agent(t.id, agent)
+                .await
+                .expect("agent")
+                .settings;
+            assert_eq!(
+                (
+                    i64::from(settings.cpu_quota_percent),
+                    i64::from(settings.max_retries)
+                ),
+                (cpu, retries),
+                "round {round}: neither PATCH undid the other"
+            );
+        }
+    }
+);
+
+store_test!(
+    a_policy_update_racing_the_scheduler_never_moves_next_due_back,
+    UNSATURABLE,
+    |env| async move {
+        let t = env.tenant("acme").await;
+        let agent = env.agent(&t, "db-1").await.agent.id;
+        let replica = env.replica().await;
+        let mut policies = Vec::new();
+        for _ in 0..50 {
+            policies.push(env.policy(&t, backup_every_hour(agent)).await.id);
+        }
+        for round in 0..10 {
+            env.online(agent).await;
+            let tick = {
+                let store = env.store.clone();
+                tokio::spawn(async move { store.schedule_due(true).await })
+            };
+            let mut patches = Vec::new();
+            for (i, id) in policies.iter().enumerate() {
+                let (store, tenant, id) = (replica.clone(), t.id, *id);
+                patches.push(tokio::spawn(async move {
+                    store
+                        .update_policy(
+                            tenant,
+                            id,
+                            &backup_core::PolicyPatch {
+                                name: Some(format!("policy {i} round {round}")),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                }));
+            }
+            tick.await.expect("join").expect("tick");
+            for p in patches {
+                p.await.expect("join").expect("patch");
+            }
+            // Every task of a policy is for a slot before its next due time.
+            let tasks = env
+                .store
+                .list_tasks(t.id, &TaskFilter::default(), &PageRequest::first(500))
+                .await
+                .expect("tasks");
+            for id in &policies {
+                let policy = env.store.get_policy(t.id, *id).await.expect("policy");
+                let next = policy.next_due_at.expect("enabled");
+                for task in tasks.items.iter().filter(|task| task.policy_id == *id) {
+                    assert!(
+                        task.slot < next,
+                        "round {round}: {id} is due again at {next}, the slot of {}",
+                        task.id
+                    );
+                }
+            }
+            // Close the round's tasks and move to the next hour.
+            for task in env.claim_all(agent).await {
+                env.store.cancel_task(t.id, task.id).await.expect("cancel");
+            }
+            env.advance_secs(3600);
+        }
+    }
+);

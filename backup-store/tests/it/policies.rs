@@ -360,3 +360,59 @@ store_test!(
         assert_eq!(tick.skipped.get(&SkipReason::Saturated).copied(), Some(2));
     }
 );
+
+store_test!(
+    a_due_time_on_a_slot_already_served_moves_on,
+    |env| async move {
+        let t = env.tenant("acme").await;
+        let agent = env.agent(&t, "db-1").await.agent.id;
+        env.online(agent).await;
+        let policy = env.policy(&t, backup_every_hour(agent)).await;
+        env.store.schedule_due(true).await.expect("first tick");
+        // A run-now, done at once; then, in the same millisecond, a new schedule makes the
+        // policy due at "now": the slot of the run-now task, which is closed.
+        let task = env.store.run_policy_now(t.id, policy.id).await;
+        assert!(task.is_err(), "the first task is still open");
+        for claimed in env.claim_all(agent).await {
+            env.store
+                .cancel_task(t.id, claimed.id)
+                .await
+                .expect("cancel");
+        }
+        env.advance_secs(1);
+        let run_now = env
+            .store
+            .run_policy_now(t.id, policy.id)
+            .await
+            .expect("run now");
+        env.store
+            .cancel_task(t.id, run_now.id)
+            .await
+            .expect("closed");
+        let patched = env
+            .store
+            .update_policy(
+                t.id,
+                policy.id,
+                &backup_core::PolicyPatch {
+                    schedule: Some(backup_core::ScheduleSpec::every("2h")),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("patch");
+        assert_eq!(patched.next_due_at, Some(run_now.slot));
+        env.store.schedule_due(true).await.expect("tick");
+        let after = env.store.get_policy(t.id, policy.id).await.expect("policy");
+        assert!(
+            after.next_due_at > Some(run_now.slot),
+            "the scheduler moved past the served slot: {:?}",
+            after.next_due_at
+        );
+        // And the policy runs at its next slot.
+        env.advance_secs(2 * 3600);
+        env.online(agent).await;
+        let tick = env.store.schedule_due(true).await.expect("tick");
+        assert_eq!(tick.created, 1);
+    }
+);
