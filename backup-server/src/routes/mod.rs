@@ -99,6 +99,11 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// What the server reads and throws away of a body it refuses, so that a client that writes
+/// its whole body before reading (Python's urllib does) gets to read the 413 instead of a
+/// reset connection. A larger body is cut off at once.
+const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+
 /// A declared body over 1 MiB is refused on every route, also those that read no body (where
 /// `DefaultBodyLimit` never looks).
 async fn refuse_large_bodies(req: Request, next: Next) -> Response {
@@ -108,11 +113,31 @@ async fn refuse_large_bodies(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let known = axum::body::HttpBody::size_hint(req.body()).lower();
-    if declared.unwrap_or(0).max(known) > MAX_BODY_BYTES as u64 {
-        return ApiError::new(ErrorCode::PayloadTooLarge, "the body is larger than 1 MiB")
-            .into_response();
+    let size = declared.unwrap_or(0).max(known);
+    if size <= MAX_BODY_BYTES as u64 {
+        return next.run(req).await;
     }
-    next.run(req).await
+    if size <= DRAIN_BYTES {
+        let mut body = req.into_body();
+        let mut drained = 0u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while drained <= DRAIN_BYTES {
+            match tokio::time::timeout_at(deadline, http_body_util::BodyExt::frame(&mut body)).await
+            {
+                Ok(Some(Ok(frame))) => {
+                    drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    }
+    let mut response =
+        ApiError::new(ErrorCode::PayloadTooLarge, "the body is larger than 1 MiB").into_response();
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {

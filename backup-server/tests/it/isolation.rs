@@ -300,25 +300,36 @@ async fn every_route_for_every_caller(kind: Kind) {
                 created_task = answer.body["id"].as_str().map(str::to_owned);
             }
         }
-        if let Some(task) = created_task {
-            let answer =
-                w.h.call(
-                    Method::POST,
-                    &format!("/tasks/{task}/cancel"),
-                    &w.auth(caller),
-                    None,
-                )
-                .await;
-            assert!(
-                matches!(answer.status.as_u16(), 200 | 409),
-                "cancel as the owner"
-            );
-        } else {
-            // Cancel someone else's task: the owner's pending task is still there.
-            let victim =
-                w.h.post(&format!("/policies/{p}/run"), &w.owner, json!({}))
+        match created_task {
+            Some(task) => {
+                // The owner's run-now task, cancelled already by the policy's deletion.
+                let answer =
+                    w.h.call(
+                        Method::POST,
+                        &format!("/tasks/{task}/cancel"),
+                        &w.auth(caller),
+                        None,
+                    )
                     .await;
-            if let Some(task) = victim.body["id"].as_str() {
+                assert_eq!(answer.status, StatusCode::OK, "cancel as the owner");
+                assert_eq!(answer.body["status"], "cancelled");
+            }
+            None => {
+                // Cancel someone else's task: a fresh pending task of the owner's.
+                let victim_policy =
+                    w.h.policy(&w.owner_tenant, backup_policy(&w.agent)).await["id"]
+                        .as_str()
+                        .expect("id")
+                        .to_owned();
+                let victim =
+                    w.h.post(
+                        &format!("/policies/{victim_policy}/run"),
+                        &w.owner,
+                        json!({}),
+                    )
+                    .await;
+                assert_eq!(victim.status, StatusCode::CREATED, "{victim:?}");
+                let task = victim.body["id"].as_str().expect("task id");
                 let answer =
                     w.h.call(
                         Method::POST,
@@ -331,6 +342,11 @@ async fn every_route_for_every_caller(kind: Kind) {
                     answer.status.as_u16(),
                     expected(Kind2::TenantObject, caller, 200),
                     "cancel as {caller:?}"
+                );
+                let seen = w.h.get(&format!("/tasks/{task}"), &w.owner).await;
+                assert_eq!(
+                    seen.body["status"], "pending",
+                    "{caller:?} could not cancel it"
                 );
             }
         }

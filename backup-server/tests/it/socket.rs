@@ -162,3 +162,42 @@ async fn a_request_body_that_stalls_is_answered_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     server.shutdown().await;
 }
+
+/// A client that writes its whole body before it reads (Python's urllib does) still reads the
+/// 413 of a body over 1 MiB, instead of a reset connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_writes_a_large_body_first_reads_its_413() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        database: format!("sqlite://{}", dir.path().join("s.db").display()),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config, Arc::new(SystemClock))
+        .await
+        .expect("starts");
+    let body = vec![b'x'; 6 * 1024 * 1024];
+    for path in ["/agents", "/healthz"] {
+        let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("headers");
+        stream
+            .write_all(&body)
+            .await
+            .expect("the whole body is taken in");
+        let answer = closed_within(&mut stream, Duration::from_secs(10))
+            .await
+            .expect("the server answers and closes");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 413"),
+            "{path}: {}",
+            text.lines().next().unwrap_or_default()
+        );
+        assert!(text.contains("payload_too_large"), "{text}");
+    }
+    server.shutdown().await;
+}
