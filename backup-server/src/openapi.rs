@@ -3,35 +3,45 @@
 use utoipa::{
     Modify, OpenApi,
     openapi::{
-        ContentBuilder, Ref, RefOr, ResponseBuilder,
+        ContentBuilder, Ref, RefOr, Response, ResponseBuilder,
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
 };
 
 use crate::routes;
 
+/// The document's frame; its paths come from the router's declaration ([`routes::api`]).
 #[derive(OpenApi)]
-#[openapi(
-    info(title = "restic fleet orchestrator", description = "The HTTP API of backup-server (DESIGN §3)."),
-    paths(
-        routes::create_tenant, routes::rotate_tenant_token,
-        routes::create_agent, routes::list_agents, routes::get_agent, routes::delete_agent,
-        routes::patch_settings, routes::rotate_agent_token, routes::heartbeat, routes::claim,
-        routes::start_task, routes::report_result, routes::list_tasks, routes::get_task, routes::cancel_task,
-        routes::create_policy, routes::list_policies, routes::get_policy, routes::update_policy,
-        routes::delete_policy, routes::run_policy,
-        routes::list_backup_runs,
-        routes::healthz, routes::readyz, routes::metrics, routes::openapi_json,
-    ),
-    modifiers(&Security, &CrossCutting),
-)]
+#[openapi(info(
+    title = "restic fleet orchestrator",
+    description = "The HTTP API of backup-server: tenants, agents, policies, tasks and runs."
+))]
 struct ApiDoc;
 
-/// What any route can answer, whatever its handler does: 408 when the request outlives
-/// `limits.requestTimeoutSeconds` (no body), 413 when it declares a body over 1 MiB.
-struct CrossCutting;
+/// The answers that do not depend on the handler, declared here once for every operation:
+/// 408 when a request outlives `limits.requestTimeoutSeconds` and 413 for a body over 1 MiB
+/// (any route); 400 for malformed JSON (routes that take a body); 401 for the credentials the
+/// route asks for; 503 when the database does not answer (routes that need it); 429 when an
+/// agent exceeds its request rate.
+struct SharedResponses;
 
-impl Modify for CrossCutting {
+impl SharedResponses {
+    fn error(description: &str) -> RefOr<Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    }
+}
+
+impl Modify for SharedResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
             let operations = [
@@ -42,25 +52,47 @@ impl Modify for CrossCutting {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
+                // The schemes an operation names ("tenant", "agent", "admin").
+                let schemes: Vec<String> = serde_json::to_value(&operation.security)
+                    .ok()
+                    .and_then(|v| v.as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|r| r.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+                    .flatten()
+                    .collect();
+                let has_body = operation.request_body.is_some();
                 let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.into())
+                        .or_insert_with(|| Self::error(description));
+                };
+                if has_body {
+                    add("400", "Malformed JSON");
+                }
+                let unauthorized = if schemes.iter().any(|s| s == "agent") {
+                    Some("Missing, unknown or revoked agent token")
+                } else if schemes.iter().any(|s| s == "admin") {
+                    Some("Missing or wrong admin token, or none configured")
+                } else if schemes.iter().any(|s| s == "tenant") {
+                    Some("Missing or wrong tenant credentials")
+                } else {
+                    None
+                };
+                if let Some(description) = unauthorized {
+                    add("401", description);
+                    add("503", "Database unavailable");
+                }
+                if schemes.iter().any(|s| s == "agent") {
+                    add("429", "Too many requests from this agent");
+                }
+                add("413", "Body over 1 MiB");
                 responses.entry("408".into()).or_insert_with(|| {
                     RefOr::T(
                         ResponseBuilder::new()
                             .description(
                                 "The request took longer than limits.requestTimeoutSeconds",
-                            )
-                            .build(),
-                    )
-                });
-                responses.entry("413".into()).or_insert_with(|| {
-                    RefOr::T(
-                        ResponseBuilder::new()
-                            .description("Body over 1 MiB")
-                            .content(
-                                "application/json",
-                                ContentBuilder::new()
-                                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                                    .build(),
                             )
                             .build(),
                     )
@@ -87,7 +119,14 @@ impl Modify for Security {
     }
 }
 
-/// The OpenAPI document of every route.
+/// The OpenAPI document of every route (built once).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = ApiDoc::openapi().merge_from(routes::api().into_openapi());
+        Security.modify(&mut doc);
+        SharedResponses.modify(&mut doc);
+        doc
+    })
+    .clone()
 }

@@ -21,11 +21,7 @@ const MAX_HELD_TASKS: usize = 10_000;
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 201, description = "Created; the token is shown once", body = AgentCreated),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "Invalid or unknown field", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn create_agent(
     State(state): State<AppState>,
@@ -42,9 +38,7 @@ pub(crate) async fn create_agent(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "A page of agents", body = Page<AgentView>),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 422, description = "Bad limit or cursor", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn list_agents(
     State(state): State<AppState>,
@@ -60,9 +54,7 @@ pub(crate) async fn list_agents(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "The agent", body = AgentView),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such agent for this tenant", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn get_agent(
     State(state): State<AppState>,
@@ -77,9 +69,7 @@ pub(crate) async fn get_agent(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such agent for this tenant", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn delete_agent(
     State(state): State<AppState>,
@@ -96,12 +86,8 @@ pub(crate) async fn delete_agent(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "The full settings after the merge", body = Settings),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such agent for this tenant", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "Out of range, cross-field rule or unknown field", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn patch_settings(
     State(state): State<AppState>,
@@ -119,9 +105,7 @@ pub(crate) async fn patch_settings(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "The new token", body = TokenIssued),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such agent for this tenant", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn rotate_agent_token(
     State(state): State<AppState>,
@@ -139,13 +123,8 @@ pub(crate) async fn rotate_agent_token(
     security(("agent" = [])),
     responses(
         (status = 200, description = "Settings, server time, tasks to cancel", body = HeartbeatAnswer),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody),
         (status = 404, description = "Not the calling agent", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "A field of the wrong type or too many task ids", body = ErrorBody),
-        (status = 429, description = "Too many requests from this agent", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn heartbeat(
     State(state): State<AppState>,
@@ -171,13 +150,8 @@ pub(crate) async fn heartbeat(
     security(("agent" = [])),
     responses(
         (status = 200, description = "The claimed tasks, leased", body = ClaimAnswer),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody),
         (status = 404, description = "Not the calling agent", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "limit outside 1-500", body = ErrorBody),
-        (status = 429, description = "Too many requests from this agent", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn claim(
     State(state): State<AppState>,

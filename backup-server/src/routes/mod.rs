@@ -16,7 +16,6 @@ use axum::{
     http::{HeaderName, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, patch, post},
 };
 use backup_core::ErrorCode;
 use serde::Deserialize;
@@ -25,6 +24,7 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     ApiError, AppState, MAX_BODY_BYTES,
@@ -40,32 +40,39 @@ pub(crate) use tenants::*;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Every route of the API, declared once: the router serves them and the OpenAPI document
+/// describes them from this one list (utoipa-axum checks that each handler's `#[utoipa::path]`
+/// names the path it is routed on).
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_tenant))
+        .routes(routes!(rotate_tenant_token))
+        .routes(routes!(create_agent, list_agents))
+        .routes(routes!(get_agent, delete_agent))
+        .routes(routes!(patch_settings))
+        .routes(routes!(rotate_agent_token))
+        .routes(routes!(heartbeat))
+        .routes(routes!(claim))
+        .routes(routes!(list_tasks))
+        .routes(routes!(get_task))
+        .routes(routes!(start_task))
+        .routes(routes!(report_result))
+        .routes(routes!(cancel_task))
+        .routes(routes!(create_policy, list_policies))
+        .routes(routes!(get_policy, update_policy, delete_policy))
+        .routes(routes!(run_policy))
+        .routes(routes!(list_backup_runs))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+}
+
 /// The whole API as an axum `Router`, ready for `axum::serve` or `tower::ServiceExt::oneshot`.
 pub fn app(state: AppState) -> Router {
     let timeout = Duration::from_secs(u64::from(state.config().limits.request_timeout_seconds));
-    Router::new()
-        .route("/tenants", post(create_tenant))
-        .route("/token/rotate", post(rotate_tenant_token))
-        .route("/agents", post(create_agent).get(list_agents))
-        .route("/agents/{id}", get(get_agent).delete(delete_agent))
-        .route("/agents/{id}/settings", patch(patch_settings))
-        .route("/agents/{id}/token", post(rotate_agent_token))
-        .route("/agents/{id}/heartbeat", post(heartbeat))
-        .route("/agents/{id}/tasks/claim", post(claim))
-        .route("/tasks", get(list_tasks))
-        .route("/tasks/{id}", get(get_task))
-        .route("/tasks/{id}/start", post(start_task))
-        .route("/tasks/{id}/result", post(report_result))
-        .route("/tasks/{id}/cancel", post(cancel_task))
-        .route("/policies", post(create_policy).get(list_policies))
-        .route("/policies/{id}", get(get_policy).patch(update_policy).delete(delete_policy))
-        .route("/policies/{id}/run", post(run_policy))
-        .route("/backup-runs", get(list_backup_runs))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi_json))
-        .merge(crate::ui::router())
+    let (api, _) = api().split_for_parts();
+    api.merge(crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

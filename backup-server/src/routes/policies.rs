@@ -18,11 +18,7 @@ use crate::{
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 201, description = "Created", body = PolicyView),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "Invalid or unknown field (agentId of another tenant included)", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn create_policy(
     State(state): State<AppState>,
@@ -51,9 +47,7 @@ pub(crate) struct PolicyQuery {
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "A page of policies", body = Page<PolicyView>),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 422, description = "A bad filter, limit or cursor", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn list_policies(
     State(state): State<AppState>,
@@ -74,9 +68,7 @@ pub(crate) async fn list_policies(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "The policy", body = PolicyView),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such policy for this tenant", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn get_policy(
     State(state): State<AppState>,
@@ -92,12 +84,8 @@ pub(crate) async fn get_policy(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "The updated policy", body = PolicyView),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such policy for this tenant", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "Invalid or unknown field", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn update_policy(
     State(state): State<AppState>,
@@ -113,9 +101,7 @@ pub(crate) async fn update_policy(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such policy for this tenant", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn delete_policy(
     State(state): State<AppState>,
@@ -131,10 +117,8 @@ pub(crate) async fn delete_policy(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 201, description = "The new task", body = TaskView),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such policy for this tenant", body = ErrorBody),
         (status = 409, description = "The policy has an open task", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn run_policy(
     State(state): State<AppState>,

@@ -35,9 +35,7 @@ pub(crate) struct RunQuery {
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "A page of runs", body = Page<BackupRunView>),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 422, description = "A bad filter, limit or cursor", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn list_backup_runs(
     State(state): State<AppState>,

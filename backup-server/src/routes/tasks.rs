@@ -22,14 +22,9 @@ const MAX_ERROR_CHARS: usize = 8192;
     security(("agent" = [])),
     responses(
         (status = 200, description = "The task, running", body = TaskView),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody),
         (status = 404, description = "Not a task of the calling agent", body = ErrorBody),
         (status = 409, description = "Not the claimed attempt, or the task was cancelled", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "A field of the wrong type", body = ErrorBody),
-        (status = 429, description = "Too many requests from this agent", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn start_task(
     State(state): State<AppState>,
@@ -51,14 +46,9 @@ pub(crate) async fn start_task(
     security(("agent" = [])),
     responses(
         (status = 200, description = "The task as decided (a repeat answers the same)", body = TaskView),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked agent token", body = ErrorBody),
         (status = 404, description = "Not a task of the calling agent", body = ErrorBody),
         (status = 409, description = "conflict: an attempt never claimed; stale_attempt: closed as agent lost", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "A field of the wrong type", body = ErrorBody),
-        (status = 429, description = "Too many requests from this agent", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn report_result(
     State(state): State<AppState>,
@@ -106,9 +96,7 @@ pub(crate) struct TaskQuery {
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "A page of tasks", body = Page<TaskView>),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 422, description = "A bad filter, limit or cursor", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn list_tasks(
     State(state): State<AppState>,
@@ -131,9 +119,7 @@ pub(crate) async fn list_tasks(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "The task", body = TaskView),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such task for this tenant", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn get_task(
     State(state): State<AppState>,
@@ -148,10 +134,8 @@ pub(crate) async fn get_task(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "The task, cancelled", body = TaskView),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
         (status = 404, description = "No such task for this tenant", body = ErrorBody),
         (status = 409, description = "The task already ended", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn cancel_task(
     State(state): State<AppState>,

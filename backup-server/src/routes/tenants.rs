@@ -15,11 +15,7 @@ use crate::{
     security(("admin" = [])),
     responses(
         (status = 201, description = "Created; the token is shown once", body = TenantCreated),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong admin token, or none configured", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "Invalid or unknown field", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn create_tenant(
     State(state): State<AppState>,
@@ -35,8 +31,6 @@ pub(crate) async fn create_tenant(
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 200, description = "The new token", body = TokenIssued),
-        (status = 401, description = "Missing or wrong tenant credentials", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn rotate_tenant_token(
     State(state): State<AppState>,
