@@ -12,13 +12,13 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use backup_config::{Key, Kind, Loaded, Loader};
 use backup_core::{
     BACKOFF_BASE_SECONDS_RANGE, BANDWIDTH_RANGE, CONCURRENCY_RANGE, CPU_QUOTA_RANGE,
     FAILURE_THRESHOLD_RANGE, MAX_BACKOFF_MINUTES_RANGE, MAX_RETRIES_RANGE, Range, SettingsPatch,
     validate_repository_name,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 /// One repository: where it is and how to open it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,88 +123,67 @@ impl Default for AgentConfig {
     }
 }
 
-/// A configuration problem, for a person: key, value, range, source.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub use backup_config::ConfigError;
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Text,
-    Number(Option<Range>),
-    /// A number or `null`/empty (bandwidth: unlimited).
-    NullableNumber(Range),
-}
+const SECONDS_PER_DAY: Range = Range {
+    min: 1,
+    max: 86_400,
+};
 
-/// Every scalar key with its type and range.
-const KEYS: &[(&str, Kind)] = &[
-    ("orchestratorUrl", Kind::Text),
-    (
-        "pollingIntervalSeconds",
-        Kind::Number(Some(Range {
-            min: 1,
-            max: 86_400,
-        })),
-    ),
-    (
-        "heartbeatIntervalSeconds",
-        Kind::Number(Some(Range {
-            min: 1,
-            max: 86_400,
-        })),
-    ),
-    ("agentId", Kind::Text),
-    ("token", Kind::Text),
-    ("tokenFile", Kind::Text),
-    ("stateDir", Kind::Text),
-    ("resticBinary", Kind::Text),
-    ("metricsListen", Kind::Text),
-    (
-        "taskTimeoutMinutes",
-        Kind::Number(Some(Range {
+/// Every scalar key the environment may set, with its kind and range (`repositories` stays in
+/// the file: named maps with secrets beside them).
+const KEYS: &[Key] = &[
+    Key::new(&["orchestratorUrl"], Kind::Text),
+    Key::new(&["pollingIntervalSeconds"], Kind::Number(SECONDS_PER_DAY)),
+    Key::new(&["heartbeatIntervalSeconds"], Kind::Number(SECONDS_PER_DAY)),
+    Key::new(&["agentId"], Kind::Text),
+    Key::new(&["token"], Kind::Text),
+    Key::new(&["tokenFile"], Kind::Text),
+    Key::new(&["stateDir"], Kind::Text),
+    Key::new(&["resticBinary"], Kind::Text),
+    Key::new(&["metricsListen"], Kind::Text),
+    Key::new(
+        &["taskTimeoutMinutes"],
+        Kind::Number(Range {
             min: 1,
             max: 10_080,
-        })),
+        }),
     ),
-    (
-        "stopGraceSeconds",
-        Kind::Number(Some(Range { min: 1, max: 3600 })),
+    Key::new(
+        &["stopGraceSeconds"],
+        Kind::Number(Range { min: 1, max: 3600 }),
     ),
-    ("maxConcurrentTasks", Kind::Number(Some(CONCURRENCY_RANGE))),
-    (
-        "maxConcurrentBackups",
-        Kind::Number(Some(CONCURRENCY_RANGE)),
+    Key::new(&["maxConcurrentTasks"], Kind::Number(CONCURRENCY_RANGE)),
+    Key::new(&["maxConcurrentBackups"], Kind::Number(CONCURRENCY_RANGE)),
+    Key::new(&["maxConcurrentChecks"], Kind::Number(CONCURRENCY_RANGE)),
+    Key::new(&["maxConcurrentPrunes"], Kind::Number(CONCURRENCY_RANGE)),
+    Key::new(&["cpuQuotaPercent"], Kind::Number(CPU_QUOTA_RANGE)),
+    Key::new(
+        &["bandwidthLimitMbps"],
+        Kind::NullableNumber(BANDWIDTH_RANGE),
     ),
-    ("maxConcurrentChecks", Kind::Number(Some(CONCURRENCY_RANGE))),
-    ("maxConcurrentPrunes", Kind::Number(Some(CONCURRENCY_RANGE))),
-    ("cpuQuotaPercent", Kind::Number(Some(CPU_QUOTA_RANGE))),
-    ("bandwidthLimitMbps", Kind::NullableNumber(BANDWIDTH_RANGE)),
-    ("maxRetries", Kind::Number(Some(MAX_RETRIES_RANGE))),
-    (
-        "maxBackoffMinutes",
-        Kind::Number(Some(MAX_BACKOFF_MINUTES_RANGE)),
+    Key::new(&["maxRetries"], Kind::Number(MAX_RETRIES_RANGE)),
+    Key::new(
+        &["maxBackoffMinutes"],
+        Kind::Number(MAX_BACKOFF_MINUTES_RANGE),
     ),
-    (
-        "backoffBaseSeconds",
-        Kind::Number(Some(BACKOFF_BASE_SECONDS_RANGE)),
+    Key::new(
+        &["backoffBaseSeconds"],
+        Kind::Number(BACKOFF_BASE_SECONDS_RANGE),
     ),
-    (
-        "backoffFailureThreshold",
-        Kind::Number(Some(FAILURE_THRESHOLD_RANGE)),
+    Key::new(
+        &["backoffFailureThreshold"],
+        Kind::Number(FAILURE_THRESHOLD_RANGE),
     ),
 ];
+
+/// The agent's loader: `BACKUP_AGENT_` + the key.
+pub(crate) const LOADER: Loader = Loader::new("BACKUP_AGENT_", KEYS);
 
 /// `BACKUP_AGENT_` + the key in upper snake case (`maxConcurrentTasks` ->
 /// `BACKUP_AGENT_MAX_CONCURRENT_TASKS`).
 pub fn env_name(key: &str) -> String {
-    let mut out = String::from("BACKUP_AGENT_");
-    for (i, c) in key.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
+    LOADER.env_name(&[key])
 }
 
 impl AgentConfig {
@@ -224,15 +203,7 @@ impl AgentConfig {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let (text, source) = match file {
-            Some(path) => (
-                std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?,
-                format!("file {}", path.display()),
-            ),
-            None => (String::new(), "defaults".to_owned()),
-        };
-        Self::parse(&text, &source, env)
+        Self::finish(LOADER.load(file, env)?)
     }
 
     /// Parses YAML text (`source` names it in errors), then applies the environment.
@@ -244,87 +215,14 @@ impl AgentConfig {
         source: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let value: Value = if text.trim().is_empty() {
-            Value::Object(Map::new())
-        } else {
-            serde_norway::from_str(text)
-                .map_err(|e| ConfigError(format!("{source}: not valid YAML: {e}")))?
-        };
-        let Value::Object(mut map) = value else {
-            return Err(ConfigError(format!(
-                "{source}: expected a mapping of keys to values"
-            )));
-        };
-        let mut origin: BTreeMap<String, String> =
-            map.keys().map(|k| (k.clone(), source.to_owned())).collect();
-        for (key, kind) in KEYS {
-            let name = env_name(key);
-            let Some(raw) = env(&name) else { continue };
-            let value = match kind {
-                Kind::Text => Value::String(raw),
-                Kind::Number(range) => Value::from(raw.trim().parse::<i64>().map_err(|_| {
-                    let allowed = range.map(|r| format!("; allowed {r}")).unwrap_or_default();
-                    ConfigError(format!("{key}: {raw:?} is not a whole number{allowed} (from the environment variable {name})"))
-                })?),
-                Kind::NullableNumber(range) => match raw.trim() {
-                    "" | "null" | "unlimited" => Value::Null,
-                    n => Value::from(n.parse::<i64>().map_err(|_| {
-                        ConfigError(format!("{key}: {raw:?} is not a whole number; allowed {range}, or unlimited (from the environment variable {name})"))
-                    })?),
-                },
-            };
-            map.insert((*key).to_owned(), value);
-            origin.insert(
-                (*key).to_owned(),
-                format!("the environment variable {name}"),
-            );
-        }
-        let from = |key: &str| {
-            origin
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| "defaults".to_owned())
-        };
-        // Range checks first: they give the range, which a type error would not.
-        for (key, kind) in KEYS {
-            let (Kind::Number(Some(range)) | Kind::NullableNumber(range)) = kind else {
-                continue;
-            };
-            match map.get(*key) {
-                None | Some(Value::Null) => {}
-                Some(Value::Number(n)) => {
-                    let ok = n
-                        .as_i64()
-                        .is_some_and(|v| (range.min..=range.max).contains(&v));
-                    if n.as_i64().is_none() {
-                        return Err(ConfigError(format!(
-                            "{key}: {n} is not a whole number; allowed {range} (from {})",
-                            from(key)
-                        )));
-                    }
-                    if !ok {
-                        return Err(ConfigError(format!(
-                            "{key}: {n} is out of range; allowed {range} (from {})",
-                            from(key)
-                        )));
-                    }
-                }
-                Some(other) => {
-                    return Err(ConfigError(format!(
-                        "{key}: {other} is not a number; allowed {range} (from {})",
-                        from(key)
-                    )));
-                }
-            }
-        }
-        let unlimited = matches!(map.get("bandwidthLimitMbps"), Some(Value::Null));
-        let mut config: AgentConfig =
-            serde_path_to_error(Value::Object(map)).map_err(|(path, e)| {
-                let top = path.split('.').next().unwrap_or_default().to_owned();
-                ConfigError(format!("{path}: {e} (from {})", from(&top)))
-            })?;
-        config.bandwidth_unlimited = unlimited && config.bandwidth_limit_mbps.is_none();
-        config.validate(&from)?;
+        Self::finish(LOADER.parse(text, source, env)?)
+    }
+
+    fn finish(loaded: Loaded<AgentConfig>) -> Result<Self, ConfigError> {
+        let mut config = loaded.value.clone();
+        config.bandwidth_unlimited =
+            loaded.is_null(&["bandwidthLimitMbps"]) && config.bandwidth_limit_mbps.is_none();
+        config.validate(&|key| loaded.origin(key))?;
         Ok(config)
     }
 
@@ -420,14 +318,6 @@ impl AgentConfig {
             .parse()
             .map_err(|_| ConfigError(format!("agentId: {raw:?} is not a UUID")))
     }
-}
-
-/// Deserializes with the path of the failing field (`repositories.main.passwordFile`).
-fn serde_path_to_error<T: serde::de::DeserializeOwned>(
-    value: Value,
-) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
 }
 
 /// The `KEY=value` lines of a repository's `envFile` (the `.env` format: `#` comments, `export`,

@@ -32,13 +32,7 @@ enum Cmd {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = AgentConfig::load(cli.config.as_deref())?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    backup_config::init_tracing();
     if let Some(Cmd::Diagnostics) = cli.command {
         #[allow(clippy::print_stdout)]
         {
@@ -60,14 +54,6 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(SystemClock),
     )
     .await?;
-    agent.run(shutdown_signal()).await?;
+    agent.run(backup_config::shutdown_signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-    }
 }

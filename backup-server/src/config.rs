@@ -6,8 +6,9 @@
 
 use std::path::Path;
 
+use backup_config::{Key, Kind, Loader};
+use backup_core::Range;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 /// Everything `backup-server serve` needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,52 +105,61 @@ impl Default for LimitsConfig {
     }
 }
 
-/// A configuration problem, for a person.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
+pub use backup_config::ConfigError;
 
-/// How an environment value is typed.
-#[derive(Clone, Copy)]
-enum Kind {
-    Text,
-    Number,
-    Flag,
-}
+/// At least 1, at most a day.
+const SECONDS: Range = Range {
+    min: 1,
+    max: 86_400,
+};
 
-/// Every key, as a path of YAML names, with its type.
-const KEYS: &[(&[&str], Kind)] = &[
-    (&["listen"], Kind::Text),
-    (&["database"], Kind::Text),
-    (&["adminToken"], Kind::Text),
-    (&["scheduler", "tickSeconds"], Kind::Number),
-    (&["scheduler", "agentQueueThreshold"], Kind::Number),
-    (&["scheduler", "respectAgentBackoff"], Kind::Flag),
-    (&["scheduler", "leaseSeconds"], Kind::Number),
-    (&["scheduler", "offlineAfterSeconds"], Kind::Number),
-    (&["limits", "requestTimeoutSeconds"], Kind::Number),
-    (&["limits", "agentRequestsPerSecond"], Kind::Number),
-    (&["limits", "headerReadTimeoutSeconds"], Kind::Number),
-    (&["limits", "maxConnections"], Kind::Number),
-    (&["ui", "sessionSecret"], Kind::Text),
+/// Every key, as a path of YAML names, with its kind and range.
+const KEYS: &[Key] = &[
+    Key::new(&["listen"], Kind::Text),
+    Key::new(&["database"], Kind::Text),
+    Key::new(&["adminToken"], Kind::Text),
+    Key::new(&["scheduler", "tickSeconds"], Kind::Number(SECONDS)),
+    Key::new(
+        &["scheduler", "agentQueueThreshold"],
+        Kind::Number(Range {
+            min: 0,
+            max: 1_000_000,
+        }),
+    ),
+    Key::new(&["scheduler", "respectAgentBackoff"], Kind::Flag),
+    Key::new(&["scheduler", "leaseSeconds"], Kind::Number(SECONDS)),
+    Key::new(&["scheduler", "offlineAfterSeconds"], Kind::Number(SECONDS)),
+    Key::new(
+        &["limits", "requestTimeoutSeconds"],
+        Kind::Number(Range { min: 1, max: 3600 }),
+    ),
+    Key::new(
+        &["limits", "agentRequestsPerSecond"],
+        Kind::Number(Range {
+            min: 0,
+            max: 1_000_000,
+        }),
+    ),
+    Key::new(
+        &["limits", "headerReadTimeoutSeconds"],
+        Kind::Number(Range { min: 1, max: 3600 }),
+    ),
+    Key::new(
+        &["limits", "maxConnections"],
+        Kind::Number(Range {
+            min: 1,
+            max: 1_000_000,
+        }),
+    ),
+    Key::new(&["ui", "sessionSecret"], Kind::Text),
 ];
 
-/// `tickSeconds` -> `TICK_SECONDS`.
-fn upper_snake(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_uppercase() && !out.is_empty() {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
+/// The server's loader: `BACKUP_SERVER_` + the key path, nested keys joined by `__`.
+const LOADER: Loader = Loader::new("BACKUP_SERVER_", KEYS);
 
 /// The environment variable of a key path: `BACKUP_SERVER_` + segments joined by `__`.
 pub fn env_name(path: &[&str]) -> String {
-    let segments: Vec<String> = path.iter().map(|s| upper_snake(s)).collect();
-    format!("BACKUP_SERVER_{}", segments.join("__"))
+    LOADER.env_name(path)
 }
 
 impl ServerConfig {
@@ -169,54 +179,7 @@ impl ServerConfig {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let (mut value, source) = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?;
-                let value: Value = serde_norway::from_str(&text)
-                    .map_err(|e| ConfigError(format!("{}: not valid YAML: {e}", path.display())))?;
-                let value = if value.is_null() {
-                    Value::Object(Map::new())
-                } else {
-                    value
-                };
-                (value, format!("file {}", path.display()))
-            }
-            None => (Value::Object(Map::new()), "defaults".to_owned()),
-        };
-        let mut from_env = Vec::new();
-        for (path, kind) in KEYS {
-            let name = env_name(path);
-            let Some(raw) = env(&name) else { continue };
-            let parsed =
-                match kind {
-                    Kind::Text => Value::String(raw.clone()),
-                    Kind::Number => raw.trim().parse::<u64>().map(Value::from).map_err(|_| {
-                        ConfigError(format!("{name}={raw:?}: expected a whole number"))
-                    })?,
-                    Kind::Flag => match raw.trim().to_ascii_lowercase().as_str() {
-                        "true" | "1" | "yes" => Value::Bool(true),
-                        "false" | "0" | "no" => Value::Bool(false),
-                        _ => {
-                            return Err(ConfigError(format!(
-                                "{name}={raw:?}: expected true or false"
-                            )));
-                        }
-                    },
-                };
-            set_path(&mut value, path, parsed)
-                .map_err(|what| ConfigError(format!("{name}: {what} in {source}")))?;
-            from_env.push(path.join("."));
-        }
-        let mut config: ServerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = e.path().to_string();
-            let origin = if from_env.contains(&key) {
-                "the environment"
-            } else {
-                source.as_str()
-            };
-            ConfigError(format!("{key}: {} (from {origin})", e.inner()))
-        })?;
+        let mut config: ServerConfig = LOADER.load(file, env)?.value;
         // An empty secret means none (`BACKUP_SERVER_ADMIN_TOKEN=` switches POST /tenants off).
         for secret in [&mut config.admin_token, &mut config.ui.session_secret] {
             if secret.as_deref().is_some_and(|t| t.trim().is_empty()) {
@@ -228,29 +191,6 @@ impl ServerConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let s = &self.scheduler;
-        for (key, value, min) in [
-            ("scheduler.tickSeconds", s.tick_seconds, 1),
-            ("scheduler.leaseSeconds", s.lease_seconds, 1),
-            ("scheduler.offlineAfterSeconds", s.offline_after_seconds, 1),
-            (
-                "limits.requestTimeoutSeconds",
-                self.limits.request_timeout_seconds,
-                1,
-            ),
-            (
-                "limits.headerReadTimeoutSeconds",
-                self.limits.header_read_timeout_seconds,
-                1,
-            ),
-            ("limits.maxConnections", self.limits.max_connections, 1),
-        ] {
-            if value < min {
-                return Err(ConfigError(format!(
-                    "{key}: {value} is too small; at least {min}"
-                )));
-            }
-        }
         if !(self.database.starts_with("sqlite:")
             || self.database.starts_with("postgres://")
             || self.database.starts_with("postgresql://"))
@@ -277,23 +217,6 @@ impl ServerConfig {
         }
         Ok(())
     }
-}
-
-fn set_path(value: &mut Value, path: &[&str], leaf: Value) -> Result<(), &'static str> {
-    let mut node = value;
-    for (i, key) in path.iter().enumerate() {
-        let Value::Object(map) = node else {
-            return Err("a parent key is not a mapping");
-        };
-        if i + 1 == path.len() {
-            map.insert((*key).to_owned(), leaf);
-            return Ok(());
-        }
-        node = map
-            .entry((*key).to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

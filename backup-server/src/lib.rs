@@ -159,7 +159,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let database = redact(&config.database);
     let server = Server::start(config, Arc::new(SystemClock)).await?;
     tracing::info!(url = %server.url(), %database, "backup-server listening");
-    shutdown_signal().await;
+    backup_config::shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
@@ -193,26 +193,5 @@ fn redact(url: &str) -> String {
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_owned(),
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

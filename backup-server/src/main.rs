@@ -42,13 +42,7 @@ enum TenantCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = backup_server::ServerConfig::load(cli.config.as_deref())?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    backup_config::init_tracing();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => backup_server::serve(config).await?,
         Command::Tenant {

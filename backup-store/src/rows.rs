@@ -46,11 +46,11 @@ pub(crate) struct AgentRow {
     pub id: Uuid,
     pub name: String,
     pub hostname: String,
-    pub max_concurrent_tasks: i32,
-    pub max_concurrent_backups: i32,
-    pub max_concurrent_checks: i32,
-    pub max_concurrent_prunes: i32,
-    pub cpu_quota_percent: i32,
+    pub max_concurrent_tasks: Option<i32>,
+    pub max_concurrent_backups: Option<i32>,
+    pub max_concurrent_checks: Option<i32>,
+    pub max_concurrent_prunes: Option<i32>,
+    pub cpu_quota_percent: Option<i32>,
     pub bandwidth_limit_mbps: Option<i32>,
     pub max_retries: i32,
     pub max_backoff_minutes: i32,
@@ -68,26 +68,22 @@ pub(crate) struct AgentRow {
     pub retry_pending: i64,
 }
 
-/// An agent's settings columns (`$p` is the table's qualifier, `"a."` or `""`), with the seed's defaults for NULLs of rows older than its
-/// migrations.
+/// An agent's settings columns (`$p` is the table's qualifier, `"a."` or `""`). Rows older
+/// than the seed's migrations may hold NULLs; [`settings_of`] fills them from
+/// `Settings::default()`, the one place the defaults live.
 macro_rules! settings_columns {
     ($p:literal) => {
         concat!(
-            "COALESCE(",
             $p,
-            "max_concurrent_tasks, 1) AS max_concurrent_tasks, ",
-            "COALESCE(",
+            "max_concurrent_tasks, ",
             $p,
-            "max_concurrent_backups, 1) AS max_concurrent_backups, ",
-            "COALESCE(",
+            "max_concurrent_backups, ",
             $p,
-            "max_concurrent_checks, 1) AS max_concurrent_checks, ",
-            "COALESCE(",
+            "max_concurrent_checks, ",
             $p,
-            "max_concurrent_prunes, 1) AS max_concurrent_prunes, ",
-            "COALESCE(",
+            "max_concurrent_prunes, ",
             $p,
-            "cpu_quota_percent, 50) AS cpu_quota_percent, ",
+            "cpu_quota_percent, ",
             $p,
             "bandwidth_limit_mbps, ",
             $p,
@@ -132,11 +128,11 @@ pub(crate) use agent_columns;
 /// cancelled task waits to be told.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SettingsRow {
-    pub max_concurrent_tasks: i32,
-    pub max_concurrent_backups: i32,
-    pub max_concurrent_checks: i32,
-    pub max_concurrent_prunes: i32,
-    pub cpu_quota_percent: i32,
+    pub max_concurrent_tasks: Option<i32>,
+    pub max_concurrent_backups: Option<i32>,
+    pub max_concurrent_checks: Option<i32>,
+    pub max_concurrent_prunes: Option<i32>,
+    pub cpu_quota_percent: Option<i32>,
     pub bandwidth_limit_mbps: Option<i32>,
     pub max_retries: i32,
     pub max_backoff_minutes: i32,
@@ -148,22 +144,45 @@ pub(crate) struct SettingsRow {
 
 impl SettingsRow {
     pub(crate) fn settings(&self) -> Settings {
-        Settings {
-            max_concurrent_tasks: unsigned(self.max_concurrent_tasks),
-            max_concurrent_backups: unsigned(self.max_concurrent_backups),
-            max_concurrent_checks: unsigned(self.max_concurrent_checks),
-            max_concurrent_prunes: unsigned(self.max_concurrent_prunes),
-            cpu_quota_percent: unsigned(self.cpu_quota_percent),
-            bandwidth_limit_mbps: self.bandwidth_limit_mbps.map(unsigned),
-            max_retries: unsigned(self.max_retries),
-            max_backoff_minutes: unsigned(self.max_backoff_minutes),
-            backoff_base_seconds: unsigned(self.backoff_base_seconds),
-            backoff_failure_threshold: unsigned(self.backoff_failure_threshold),
-        }
+        settings_of(
+            [
+                self.max_concurrent_tasks,
+                self.max_concurrent_backups,
+                self.max_concurrent_checks,
+                self.max_concurrent_prunes,
+                self.cpu_quota_percent,
+            ],
+            self.bandwidth_limit_mbps,
+            [
+                self.max_retries,
+                self.max_backoff_minutes,
+                self.backoff_base_seconds,
+                self.backoff_failure_threshold,
+            ],
+        )
     }
 
     pub(crate) fn source(&self) -> Result<SettingsSource> {
         source_of(&self.settings_source)
+    }
+}
+
+/// Settings from their columns, in [`settings_columns`]'s order; a NULL (a row from before the
+/// seed's migrations) takes the default.
+fn settings_of(limits: [Option<i32>; 5], bandwidth: Option<i32>, retry: [i32; 4]) -> Settings {
+    let d = Settings::default();
+    let or = |v: Option<i32>, default: u32| v.map_or(default, unsigned);
+    Settings {
+        max_concurrent_tasks: or(limits[0], d.max_concurrent_tasks),
+        max_concurrent_backups: or(limits[1], d.max_concurrent_backups),
+        max_concurrent_checks: or(limits[2], d.max_concurrent_checks),
+        max_concurrent_prunes: or(limits[3], d.max_concurrent_prunes),
+        cpu_quota_percent: or(limits[4], d.cpu_quota_percent),
+        bandwidth_limit_mbps: bandwidth.map(unsigned),
+        max_retries: unsigned(retry[0]),
+        max_backoff_minutes: unsigned(retry[1]),
+        backoff_base_seconds: unsigned(retry[2]),
+        backoff_failure_threshold: unsigned(retry[3]),
     }
 }
 
@@ -177,18 +196,22 @@ fn source_of(text: &str) -> Result<SettingsSource> {
 
 impl AgentRow {
     pub(crate) fn settings(&self) -> Settings {
-        Settings {
-            max_concurrent_tasks: unsigned(self.max_concurrent_tasks),
-            max_concurrent_backups: unsigned(self.max_concurrent_backups),
-            max_concurrent_checks: unsigned(self.max_concurrent_checks),
-            max_concurrent_prunes: unsigned(self.max_concurrent_prunes),
-            cpu_quota_percent: unsigned(self.cpu_quota_percent),
-            bandwidth_limit_mbps: self.bandwidth_limit_mbps.map(unsigned),
-            max_retries: unsigned(self.max_retries),
-            max_backoff_minutes: unsigned(self.max_backoff_minutes),
-            backoff_base_seconds: unsigned(self.backoff_base_seconds),
-            backoff_failure_threshold: unsigned(self.backoff_failure_threshold),
-        }
+        settings_of(
+            [
+                self.max_concurrent_tasks,
+                self.max_concurrent_backups,
+                self.max_concurrent_checks,
+                self.max_concurrent_prunes,
+                self.cpu_quota_percent,
+            ],
+            self.bandwidth_limit_mbps,
+            [
+                self.max_retries,
+                self.max_backoff_minutes,
+                self.backoff_base_seconds,
+                self.backoff_failure_threshold,
+            ],
+        )
     }
 
     pub(crate) fn source(&self) -> Result<SettingsSource> {

@@ -214,22 +214,6 @@ async fn story(
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let bin_dir = std::env::current_exe()?
@@ -390,7 +374,7 @@ async fn main() -> Result<()> {
 
     let (outcome, interrupted) = tokio::select! {
         r = story(&api, &policies, &mut agent_child, &dir) => (r, false),
-        () = shutdown_signal() => (Ok(()), true),
+        () = backup_config::shutdown_signal() => (Ok(()), true),
     };
     if outcome.is_ok() && !interrupted {
         println!("\nThe demo keeps running. Server: {base}");
@@ -410,7 +394,7 @@ async fn main() -> Result<()> {
             password.display()
         );
         println!("Press Ctrl-C to stop the server and the agent.");
-        shutdown_signal().await;
+        backup_config::shutdown_signal().await;
     }
     println!("Stopping the agent and the server...");
     for child in [&mut agent_child, &mut server] {

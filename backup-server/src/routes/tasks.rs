@@ -13,9 +13,6 @@ use crate::{
     extract::{AgentJson, ApiPath, ApiQuery},
 };
 
-/// Longest error text kept from a result.
-const MAX_ERROR_CHARS: usize = 8192;
-
 /// Marks the claimed attempt running.
 #[utoipa::path(post, path = "/tasks/{id}/start", tag = "agent protocol", request_body = StartRequest,
     params(("id" = String, Path, description = "Task id")),
@@ -54,13 +51,9 @@ pub(crate) async fn report_result(
     State(state): State<AppState>,
     agent: AgentAuth,
     ApiPath(id): ApiPath<TaskId>,
-    AgentJson(mut body): AgentJson<AttemptReport>,
+    AgentJson(body): AgentJson<AttemptReport>,
 ) -> Result<Json<TaskView>, ApiError> {
-    if let Some(error) = &mut body.error
-        && error.chars().count() > MAX_ERROR_CHARS
-    {
-        *error = error.chars().take(MAX_ERROR_CHARS).collect();
-    }
+    // The store bounds and cleans what agents report (backup_store's storable.rs).
     let answer = state
         .store()
         .report_result(agent.agent_id(), id, &body)
