@@ -61,21 +61,22 @@ impl Pools {
         &self,
         presented: &str,
     ) -> Result<Option<AgentPrincipal>> {
-        let row = sqlx::query(
+        let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
             "SELECT id, tenant_id, token_hash FROM agents \
              WHERE token_hash = $1 AND deleted_at IS NULL",
         )
         .bind(token::hash(presented))
         .fetch_optional(self.read())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: String = row.try_get("token_hash")?;
+        let Some((agent, tenant, stored)) = row else {
+            return Ok(None);
+        };
         if !token::matches(presented, &stored) {
             return Ok(None);
         }
         Ok(Some(AgentPrincipal {
-            agent_id: AgentId::from_uuid(row.try_get("id")?),
-            tenant_id: TenantId::from_uuid(row.try_get("tenant_id")?),
+            agent_id: AgentId::from_uuid(agent),
+            tenant_id: TenantId::from_uuid(tenant),
         }))
     }
 

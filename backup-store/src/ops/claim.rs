@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// A claimed task with what the agent needs of its policy.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    task: TaskRow,
+    timeout_minutes: Option<i32>,
+    paths: String,
+    excludes: String,
+    repository: String,
+    retention: Option<String>,
+}
+
 impl Pools {
     pub(crate) async fn claim(
         &self,
@@ -31,23 +43,20 @@ impl Pools {
         let mut tx = self.write().await?;
         // Tasks on a repository the agent reported in backoff stay here until it ends: the
         // agent would only hold them (and their slots) while it waits.
-        let backoff = sqlx::query(
+        let backoff: Option<(Option<Ts>, String)> = sqlx::query_as(
             "SELECT agent_backoff_until, backoff_repositories FROM agents WHERE id = $1",
         )
         .bind(agent_uuid)
         .fetch_optional(&mut *tx)
         .await?;
         let mut backed_off: Vec<String> = Vec::new();
-        if let Some(row) = backoff {
-            let whole: Option<Ts> = row.try_get("agent_backoff_until")?;
+        if let Some((whole, repositories)) = backoff {
             if whole.is_some_and(|until| until > now) {
                 tx.commit().await?;
                 return Ok(ClaimAnswer::default());
             }
-            let repositories: Vec<RepositoryBackoffView> = from_json(
-                "backoff repositories",
-                &row.try_get::<String, _>("backoff_repositories")?,
-            )?;
+            let repositories: Vec<RepositoryBackoffView> =
+                from_json("backoff repositories", &repositories)?;
             backed_off = repositories
                 .into_iter()
                 .filter(|r| r.backoff_until > now.get())
@@ -83,7 +92,7 @@ impl Pools {
                  {excluded} ORDER BY t.slot, t.id LIMIT $4{}",
                 skip_locked!("t")
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql))
+            let mut q = sqlx::query_as::<_, (Ts, Uuid)>(AssertSqlSafe(sql))
                 .bind(agent_uuid)
                 .bind(kind.map(TaskKind::as_str))
                 .bind(now)
@@ -91,9 +100,7 @@ impl Pools {
             for repository in &backed_off {
                 q = q.bind(repository);
             }
-            for row in q.fetch_all(&mut *tx).await? {
-                candidates.push((row.try_get("slot")?, row.try_get("id")?));
-            }
+            candidates.extend(q.fetch_all(&mut *tx).await?);
         }
         candidates.sort();
         candidates.truncate(limit as usize);
@@ -119,18 +126,15 @@ impl Pools {
              ORDER BY t.slot, t.id",
             placeholders(1, ids.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, ClaimedRow>(AssertSqlSafe(sql));
         for id in &ids {
             q = q.bind(*id);
         }
         let rows = q.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let mut tasks = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let task = <TaskRow as sqlx::FromRow<'_, _>>::from_row(row)?;
-            let view = task.view()?;
-            let retention: Option<String> = row.try_get("retention")?;
-            let timeout: Option<i32> = row.try_get("timeout_minutes")?;
+        for row in rows {
+            let view = row.task.view()?;
             tasks.push(ClaimedTask {
                 id: view.id,
                 policy_id: view.policy_id,
@@ -139,11 +143,12 @@ impl Pools {
                 retry_count: view.retry_count,
                 max_retries: view.max_retries,
                 next_retry_at: view.next_retry_at,
-                timeout_minutes: timeout.and_then(|t| u32::try_from(t).ok()),
-                paths: from_json("policy paths", &row.try_get::<String, _>("paths")?)?,
-                excludes: from_json("policy excludes", &row.try_get::<String, _>("excludes")?)?,
-                repository: row.try_get("repository")?,
-                retention: retention
+                timeout_minutes: row.timeout_minutes.and_then(|t| u32::try_from(t).ok()),
+                paths: from_json("policy paths", &row.paths)?,
+                excludes: from_json("policy excludes", &row.excludes)?,
+                repository: row.repository,
+                retention: row
+                    .retention
                     .as_deref()
                     .map(|r| from_json("retention", r))
                     .transpose()?,

@@ -28,6 +28,15 @@ enum Recorded {
     Stale(TaskView),
 }
 
+/// What is stored of an attempt's run before its result.
+#[derive(sqlx::FromRow)]
+struct RunState {
+    status: String,
+    result_at: Option<Ts>,
+    answer: Option<String>,
+    answer_stale: bool,
+}
+
 /// Records one attempt's result, inside the caller's transaction.
 async fn record_result(
     tx: &mut Tx,
@@ -39,7 +48,7 @@ async fn record_result(
     let now = ctx.now();
     let attempt = i32_of(report.attempt);
     let task = task_for_update(tx, task_id, agent).await?;
-    let run = sqlx::query(
+    let run = sqlx::query_as::<_, RunState>(
         "SELECT status, result_at, answer, answer_stale FROM backup_runs WHERE task_id = $1 AND attempt = $2",
     )
     .bind(task_id)
@@ -49,14 +58,13 @@ async fn record_result(
 
     // A repeat of a result already stored: the answer as it was decided.
     if let Some(run) = &run
-        && run.try_get::<Option<Ts>, _>("result_at")?.is_some()
+        && run.result_at.is_some()
     {
-        if run.try_get::<bool, _>("answer_stale")? {
+        if run.answer_stale {
             return Ok(Recorded::Stale(task.view()?));
         }
-        let answer: Option<String> = run.try_get("answer")?;
-        let task_view: TaskView = match answer {
-            Some(a) => from_json("stored answer", &a)?,
+        let task_view: TaskView = match &run.answer {
+            Some(a) => from_json("stored answer", a)?,
             None => task.view()?,
         };
         return Ok(Recorded::Answer(ResultAnswer {
@@ -67,10 +75,7 @@ async fn record_result(
     }
     let status = task.status()?;
     let run_status: Option<RunStatus> = match &run {
-        Some(r) => Some(crate::rows::parse(
-            "run status",
-            &r.try_get::<String, _>("status")?,
-        )?),
+        Some(r) => Some(crate::rows::parse("run status", &r.status)?),
         None => None,
     };
 

@@ -2,6 +2,27 @@
 
 use super::*;
 
+/// A due policy with what the dispatch decision needs of its agent.
+#[derive(sqlx::FromRow)]
+struct DuePolicy {
+    id: Uuid,
+    tenant_id: Uuid,
+    agent_id: Uuid,
+    kind: String,
+    schedule_every: Option<String>,
+    schedule_cron: Option<String>,
+    timezone: Option<String>,
+    repository: String,
+    max_task_retries: Option<i32>,
+    next_due_at: Ts,
+    last_heartbeat_at: Option<Ts>,
+    queue_depth: i32,
+    agent_backoff_until: Option<Ts>,
+    backoff_repositories: String,
+    agent_max_retries: i32,
+    has_open: bool,
+}
+
 impl Pools {
     /// One batch of the scheduler's tick: up to `batch` due policies after `after` (keyset),
     /// each given a task or a skip reason, in one transaction. Returns the last key seen.
@@ -29,7 +50,7 @@ impl Pools {
             "ORDER BY p.next_due_at, p.id LIMIT $4",
             skip_locked!("p")
         );
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query_as::<_, DuePolicy>(sql)
             .bind(now)
             .bind(after.0)
             .bind(after.1)
@@ -40,12 +61,12 @@ impl Pools {
             tx.commit().await?;
             return Ok(None);
         };
-        let last_key: (Ts, Uuid) = (last.try_get("next_due_at")?, last.try_get("id")?);
+        let last_key: (Ts, Uuid) = (last.next_due_at, last.id);
 
         // Due pending counts of the agents in this batch that we have not counted yet.
         let mut unknown: Vec<Uuid> = Vec::new();
         for row in &rows {
-            let agent: Uuid = row.try_get("agent_id")?;
+            let agent = row.agent_id;
             if !due_pending.contains_key(&agent) && !unknown.contains(&agent) {
                 unknown.push(agent);
             }
@@ -84,31 +105,22 @@ impl Pools {
         let offline_after = TimeDelta::seconds(i64::from(ctx.config.offline_after_seconds));
         for row in &rows {
             report.evaluated += 1;
-            let policy: Uuid = row.try_get("id")?;
-            let agent: Uuid = row.try_get("agent_id")?;
-            let repository: String = row.try_get("repository")?;
-            let repositories: Vec<RepositoryBackoffView> = from_json(
-                "backoff repositories",
-                &row.try_get::<String, _>("backoff_repositories")?,
-            )?;
-            let queue_depth: i32 = row.try_get("queue_depth")?;
+            let (policy, agent) = (row.id, row.agent_id);
+            let repositories: Vec<RepositoryBackoffView> =
+                from_json("backoff repositories", &row.backoff_repositories)?;
             let pending = due_pending.get(&agent).copied().unwrap_or(0);
             let inputs = DispatchInputs {
                 now: now.get(),
-                has_open_task: row.try_get("has_open")?,
-                last_heartbeat_at: row
-                    .try_get::<Option<Ts>, _>("last_heartbeat_at")?
-                    .map(Ts::get),
+                has_open_task: row.has_open,
+                last_heartbeat_at: row.last_heartbeat_at.map(Ts::get),
                 offline_after,
-                agent_backoff_until: row
-                    .try_get::<Option<Ts>, _>("agent_backoff_until")?
-                    .map(Ts::get),
+                agent_backoff_until: row.agent_backoff_until.map(Ts::get),
                 repository_backoff_until: repositories
                     .iter()
-                    .find(|r| r.repository == repository)
+                    .find(|r| r.repository == row.repository)
                     .map(|r| r.backoff_until),
                 respect_agent_backoff,
-                queue_depth: u32::try_from(i64::from(queue_depth.max(0)) + pending)
+                queue_depth: u32::try_from(i64::from(row.queue_depth.max(0)) + pending)
                     .unwrap_or(u32::MAX),
                 queue_threshold: ctx.config.agent_queue_threshold,
             };
@@ -117,9 +129,9 @@ impl Pools {
                 continue;
             }
             let spec = backup_core::ScheduleSpec {
-                every: row.try_get("schedule_every")?,
-                cron: row.try_get("schedule_cron")?,
-                timezone: row.try_get("timezone")?,
+                every: row.schedule_every.clone(),
+                cron: row.schedule_cron.clone(),
+                timezone: row.timezone.clone(),
             };
             let schedule = match Schedule::parse(&spec) {
                 Ok(s) => s,
@@ -128,19 +140,17 @@ impl Pools {
                     continue;
                 }
             };
-            let slot: Ts = row.try_get("next_due_at")?;
+            let slot = row.next_due_at;
             let (next_due, missed) = schedule.advance(slot.get(), now.get());
-            let policy_max: Option<i32> = row.try_get("max_task_retries")?;
-            let agent_max: i32 = row.try_get("agent_max_retries")?;
             *due_pending.entry(agent).or_insert(0) += 1;
             creates.push(NewTask {
                 id: Uuid::new_v4(),
-                tenant: row.try_get("tenant_id")?,
+                tenant: row.tenant_id,
                 policy,
                 agent,
-                kind: row.try_get("kind")?,
+                kind: row.kind.clone(),
                 slot,
-                max_retries: policy_max.unwrap_or(agent_max),
+                max_retries: row.max_task_retries.unwrap_or(row.agent_max_retries),
                 next_due: Ts::new(next_due),
                 missed,
             });
