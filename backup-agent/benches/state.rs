@@ -5,10 +5,7 @@
 
 use std::{fs::File, io::Write};
 
-use backup_agent::{
-    Scope,
-    state::{AgentState, OutboxEntry, ProcessRecord, StateFile},
-};
+use backup_agent::state::{AgentState, OutboxEntry, ProcessRecord, Scope, StateFile};
 use backup_core::{AttemptOutcome, AttemptReport, Settings, SplitMix64, TaskId, TaskKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 

@@ -33,6 +33,7 @@
 //! The pure parts are public for reuse and testing: [`restic`] (version, arguments, summary,
 //! outcome classifier), [`quota`] (niceness, `GOMAXPROCS`, the bandwidth ledger), [`state`] (the
 //! crash-safe state file).
+#![deny(missing_docs)]
 
 mod agent;
 mod client;
@@ -54,9 +55,7 @@ pub use agent::{
 pub use client::MockOrchestratorClient;
 pub use client::{ClientError, HttpClient, OrchestratorClient};
 pub use config::{AgentConfig, ConfigError, RepositoryConfig, env_name, parse_env_file};
-pub use repo_backoff::{BackoffTracker, Entered, Scope};
-pub use repolock::{RepoGuard, RepoLocks};
-pub use runner::{TokioProcessRunner, process_niceness, process_start_ticks, signal_group, which};
+pub use runner::TokioProcessRunner;
 
 /// Why the agent cannot start or run.
 #[derive(Debug, thiserror::Error)]

@@ -14,16 +14,16 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 /// A held repository lock; released on drop.
 #[derive(Debug)]
-pub enum RepoGuard {
+pub(crate) enum RepoGuard {
     /// Shared with other backups.
-    Shared(OwnedRwLockReadGuard<()>),
+    Shared(#[allow(dead_code, reason = "held for its drop")] OwnedRwLockReadGuard<()>),
     /// The repository to itself.
-    Exclusive(OwnedRwLockWriteGuard<()>),
+    Exclusive(#[allow(dead_code, reason = "held for its drop")] OwnedRwLockWriteGuard<()>),
 }
 
 /// The locks of every repository this agent touches.
 #[derive(Debug, Default)]
-pub struct RepoLocks {
+pub(crate) struct RepoLocks {
     locks: Mutex<HashMap<String, Arc<RwLock<()>>>>,
 }
 
@@ -34,12 +34,60 @@ impl RepoLocks {
     }
 
     /// Waits for the repository, shared (`exclusive = false`) or to itself.
-    pub async fn acquire(&self, repository: &str, exclusive: bool) -> RepoGuard {
+    pub(crate) async fn acquire(&self, repository: &str, exclusive: bool) -> RepoGuard {
         let lock = self.lock_of(repository);
         if exclusive {
             RepoGuard::Exclusive(lock.write_owned().await)
         } else {
             RepoGuard::Shared(lock.read_owned().await)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::RepoLocks;
+
+    #[tokio::test]
+    async fn a_check_waits_for_running_backups_and_is_not_starved_by_new_ones() {
+        let locks = Arc::new(RepoLocks::default());
+        let first_backup = locks.acquire("main", false).await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let check = {
+            let (locks, order) = (locks.clone(), order.clone());
+            tokio::spawn(async move {
+                let _g = locks.acquire("main", true).await;
+                order.lock().expect("lock").push("check");
+            })
+        };
+        tokio::task::yield_now().await;
+        // Backups arriving after the check wait behind it, though a backup holds the lock shared.
+        let later_backups: Vec<_> = (0..3)
+            .map(|i| {
+                let (locks, order) = (locks.clone(), order.clone());
+                tokio::spawn(async move {
+                    let _g = locks.acquire("main", false).await;
+                    order
+                        .lock()
+                        .expect("lock")
+                        .push(if i == 0 { "backup" } else { "backup+" });
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            order.lock().expect("lock").is_empty(),
+            "the check waits for the running backup; new backups wait for the check"
+        );
+        // Another repository is independent.
+        drop(locks.acquire("other", true).await);
+        drop(first_backup);
+        check.await.expect("check ran");
+        for b in later_backups {
+            b.await.expect("backup ran");
+        }
+        assert_eq!(order.lock().expect("lock").first().copied(), Some("check"));
     }
 }

@@ -46,7 +46,7 @@ impl Default for TokioProcessRunner {
 }
 
 /// Finds `program` on `PATH`.
-pub fn which(program: &str) -> Option<PathBuf> {
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     let path = Path::new(program);
     if path.components().count() > 1 {
         return path.is_file().then(|| path.to_owned());
@@ -128,7 +128,7 @@ impl Drop for GroupGuard {
 }
 
 /// Sends `signal` to a process group; a group that is gone already is fine.
-pub fn signal_group(pgid: u32, signal: Signal) -> bool {
+pub(crate) fn signal_group(pgid: u32, signal: Signal) -> bool {
     i32::try_from(pgid).is_ok_and(|p| p > 1 && killpg(Pid::from_raw(p), signal).is_ok())
 }
 
@@ -310,20 +310,4 @@ async fn collect(pump: JoinHandle<Tail>) -> String {
             String::new()
         }
     }
-}
-
-/// The start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22).
-pub fn process_start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: fields after it follow
-    // the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// The niceness of `pid` (`/proc/<pid>/stat` field 19).
-pub fn process_niceness(pid: u32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(16)?.parse().ok()
 }

@@ -18,7 +18,17 @@ use backup_core::{AttemptReport, TaskId, TaskKind};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::repo_backoff::BackoffTracker;
+pub use crate::repo_backoff::{BackoffTracker, Entry, Scope};
+
+/// The start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22): what a
+/// [`ProcessRecord`] keeps, so that a pid reused by another program is never taken for restic.
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: fields after it follow
+    // the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
 
 /// The file's name in `stateDir`.
 pub const STATE_FILE: &str = "state.json";

@@ -20,6 +20,7 @@
 //! assert_eq!(answer.status(), 200);
 //! # Ok(()) }
 //! ```
+#![deny(missing_docs)]
 
 mod auth;
 mod config;
@@ -42,9 +43,14 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 pub use auth::{AdminAuth, AgentAuth, TenantAuth};
 pub use config::{ConfigError, LimitsConfig, SchedulerConfig, ServerConfig, UiConfig, env_name};
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
-pub use extract::{
-    AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson, parse_agent_body, parse_tenant_body,
-};
+pub use extract::{AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson};
+
+/// The body parsers behind [`TenantJson`] and [`AgentJson`], for the fuzz targets (feature
+/// `fuzzing`): not part of the API an embedder builds on.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::extract::{parse_agent_body, parse_tenant_body};
+}
 pub use openapi::openapi;
 pub use routes::app;
 pub use scheduler::{TickSummary, scheduler_tick};

@@ -43,6 +43,7 @@
 //! assert_eq!(claimed.tasks[0].attempt, 1);
 //! # Ok(()) }
 //! ```
+#![deny(missing_docs)]
 
 mod cursor;
 mod error;

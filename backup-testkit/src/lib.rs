@@ -1,5 +1,6 @@
 //! What the workspace's tests share: fresh PostgreSQL databases, the rule for tools a test needs
 //! (skip with a notice, or fail under `BACKUP_TEST_REQUIRE`), and log capture.
+#![deny(missing_docs)]
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::{cell::RefCell, io::Write, path::PathBuf, sync::Once};

@@ -1,5 +1,6 @@
 //! End-to-end tests live in `tests/e2e`. This library holds only what the tests share with the
 //! helper binary `state-writer` (the crash-consistency test of the agent's state file).
+#![deny(missing_docs)]
 
 use backup_agent::state::{AgentState, ProcessRecord};
 use backup_core::{TaskId, TaskKind};

@@ -48,20 +48,20 @@ pub fn request_bodies(data: &[u8]) {
     };
     match selector % 4 {
         0 => {
-            if let Ok(patch) = backup_server::parse_tenant_body::<SettingsPatch>(body)
+            if let Ok(patch) = backup_server::fuzzing::parse_tenant_body::<SettingsPatch>(body)
                 && let Ok(merged) = Settings::default().apply(&patch)
             {
                 merged.validate().expect("an accepted merge is valid");
             }
         }
         1 => {
-            let _ = backup_server::parse_agent_body::<Heartbeat>(body);
+            let _ = backup_server::fuzzing::parse_agent_body::<Heartbeat>(body);
         }
         2 => {
-            let _ = backup_server::parse_agent_body::<AttemptReport>(body);
+            let _ = backup_server::fuzzing::parse_agent_body::<AttemptReport>(body);
         }
         _ => {
-            if let Ok(policy) = backup_server::parse_tenant_body::<PolicySpec>(body)
+            if let Ok(policy) = backup_server::fuzzing::parse_tenant_body::<PolicySpec>(body)
                 && let Ok(schedule) = policy.validate()
             {
                 let now = chrono_now();

@@ -20,7 +20,6 @@ use crate::{
     quota,
     repo_backoff::Scope,
     restic::{self, Classified, Command, FailureKind},
-    runner,
     state::ProcessRecord,
 };
 
@@ -135,7 +134,7 @@ impl Agent {
                         ProcessEvent::Started { pid, pgid } => {
                             let record = ProcessRecord {
                                 pgid,
-                                start_ticks: runner::process_start_ticks(pid),
+                                start_ticks: crate::state::process_start_ticks(pid),
                                 task_id,
                                 attempt,
                                 kind,

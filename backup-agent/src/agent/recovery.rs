@@ -26,7 +26,7 @@ impl Agent {
         }
         let mut repositories = HashSet::new();
         for record in &leftovers {
-            let alive = runner::process_start_ticks(record.pgid);
+            let alive = crate::state::process_start_ticks(record.pgid);
             let same_process = match (alive, record.start_ticks) {
                 (Some(now), Some(then)) => now == then,
                 (Some(_), None) => true,

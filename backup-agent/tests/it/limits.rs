@@ -2,7 +2,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use backup_agent::RepoLocks;
 use serde_json::json;
 
 use crate::harness::{
@@ -263,47 +262,6 @@ async fn metrics_count_outcomes_and_the_concurrency_limit() {
             || diagnostics.quotas.nice.starts_with("unavailable")
     );
     running.stop().await;
-}
-
-#[tokio::test]
-async fn a_check_waits_for_running_backups_and_is_not_starved_by_new_ones() {
-    let locks = Arc::new(RepoLocks::default());
-    let first_backup = locks.acquire("main", false).await;
-    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let check = {
-        let (locks, order) = (locks.clone(), order.clone());
-        tokio::spawn(async move {
-            let _g = locks.acquire("main", true).await;
-            order.lock().expect("lock").push("check");
-        })
-    };
-    tokio::task::yield_now().await;
-    // Backups arriving after the check wait behind it, though a backup holds the lock shared.
-    let later_backups: Vec<_> = (0..3)
-        .map(|i| {
-            let (locks, order) = (locks.clone(), order.clone());
-            tokio::spawn(async move {
-                let _g = locks.acquire("main", false).await;
-                order
-                    .lock()
-                    .expect("lock")
-                    .push(if i == 0 { "backup" } else { "backup+" });
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
-        order.lock().expect("lock").is_empty(),
-        "the check waits for the running backup; new backups wait for the check"
-    );
-    // Another repository is independent.
-    drop(locks.acquire("other", true).await);
-    drop(first_backup);
-    check.await.expect("check ran");
-    for b in later_backups {
-        b.await.expect("backup ran");
-    }
-    assert_eq!(order.lock().expect("lock").first().copied(), Some("check"));
 }
 
 #[test]

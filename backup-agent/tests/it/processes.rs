@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backup_agent::{TokioProcessRunner, process_niceness};
+use backup_agent::TokioProcessRunner;
 use backup_core::{
     ExitStatus, ProcessControl, ProcessEvent, ProcessRunner, ProcessSpec, StopSignal, Stream,
     Termination,
@@ -36,19 +36,9 @@ async fn the_child_runs_with_the_requested_niceness() {
         .run(spec, ProcessControl::none())
         .await
         .expect("runs");
-    let stat = out.stdout_tail;
-    let nice: i32 = stat[stat.rfind(')').expect("comm") + 1..]
-        .split_whitespace()
-        .nth(16)
-        .expect("field 19")
-        .parse()
-        .expect("number");
-    assert_eq!(nice, 7, "the child's own niceness");
-    assert_eq!(
-        process_niceness(std::process::id()),
-        Some(0),
-        "the agent's is untouched"
-    );
+    assert_eq!(niceness(&out.stdout_tail), 7, "the child's own niceness");
+    let own = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+    assert_eq!(niceness(&own), 0, "the agent's is untouched");
 }
 
 #[tokio::test]
@@ -218,4 +208,14 @@ async fn a_missing_binary_is_an_error_not_a_panic() {
         .await
         .expect_err("missing");
     assert!(err.to_string().contains("/no/such/restic"), "{err}");
+}
+
+/// Field 19 of a `/proc/<pid>/stat` line: the niceness.
+fn niceness(stat: &str) -> i32 {
+    stat[stat.rfind(')').expect("comm") + 1..]
+        .split_whitespace()
+        .nth(16)
+        .expect("field 19")
+        .parse()
+        .expect("number")
 }

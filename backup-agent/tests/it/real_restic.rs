@@ -547,7 +547,7 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
     first.kill().expect("kill -9 the agent");
     let _ = first.wait();
     assert!(
-        backup_agent::process_start_ticks(pgid).is_some(),
+        backup_agent::state::process_start_ticks(pgid).is_some(),
         "restic outlived its agent (an orphan)"
     );
     let running = server.tasks("status=running").await;
@@ -560,7 +560,7 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
     let mut second = spawn_agent("second.log");
     server
         .wait_for(60, "the orphan killed at restart", || async move {
-            backup_agent::process_start_ticks(pgid).is_none()
+            backup_agent::state::process_start_ticks(pgid).is_none()
         })
         .await;
     server

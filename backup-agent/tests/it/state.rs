@@ -3,7 +3,8 @@
 use std::{os::unix::process::CommandExt, sync::Arc, time::Duration};
 
 use backup_agent::{
-    Agent, AgentOptions, HttpClient, process_start_ticks,
+    Agent, AgentOptions, HttpClient,
+    state::process_start_ticks,
     state::{AgentState, ProcessRecord, StateFile},
 };
 use backup_core::{SystemClock, TaskId, TaskKind};
