@@ -1,14 +1,26 @@
 //! What the workspace's tests share: fresh PostgreSQL databases, the rule for tools a test needs
-//! (skip with a notice, or fail under `BACKUP_TEST_REQUIRE`), and log capture.
+//! (skip with a notice, or fail under `BACKUP_TEST_REQUIRE`), log capture, a typed client of the
+//! API with the fixtures every suite needs, restic seen from outside, and waiting for a state.
 #![deny(missing_docs)]
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::{cell::RefCell, io::Write, path::PathBuf, sync::Once};
 
+mod client;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod restic;
+mod wait;
+
+#[cfg(feature = "http")]
+pub use client::Http;
+#[cfg(feature = "router")]
+pub use client::InProcess;
+pub use client::{Answer, Auth, Client, TestAgent, Transport, backup_policy, backup_spec};
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_POSTGRES_URL, TestDatabase};
+pub use restic::{pseudo_random, random_tree, restic_command, snapshots};
+pub use wait::wait_for;
 
 /// Whether `BACKUP_TEST_REQUIRE` (a comma-separated list) names `what`.
 pub fn required(what: &str) -> bool {

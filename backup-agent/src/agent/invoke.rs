@@ -184,8 +184,14 @@ impl Agent {
             Ok(outcome) => outcome,
         };
         report.exit_code = outcome.status.code();
+        let finished_anyway = matches!(
+            restic::classify(version, task.kind, outcome.status, ""),
+            Classified::Succeeded | Classified::Partial
+        );
         match outcome.terminated {
-            Some(Termination::Stopped) => {
+            // Stopped (a cancel or the agent's shutdown), unless restic finished its work before
+            // the signal took effect: a snapshot it made is reported, not retried into a second.
+            Some(Termination::Stopped) if !finished_anyway => {
                 if cancel.is_cancelled() {
                     return None;
                 }

@@ -69,16 +69,16 @@ async fn permanent_retriable_partial_and_unknown_repository_outcomes() {
     config.max_concurrent_backups = Some(4);
     config.backoff_base_seconds = Some(1);
     let p_wrong = server
-        .policy(backup_policy(&agent.0, "wrong", &["/d"]))
+        .policy(backup_policy(agent.id, "wrong", &["/d"]))
         .await;
     let p_locked = server
-        .policy(backup_policy(&agent.0, "locked", &["/d"]))
+        .policy(backup_policy(agent.id, "locked", &["/d"]))
         .await;
     let p_partial = server
-        .policy(backup_policy(&agent.0, "partial", &["/d"]))
+        .policy(backup_policy(agent.id, "partial", &["/d"]))
         .await;
     let p_unknown = server
-        .policy(backup_policy(&agent.0, "nowhere", &["/d"]))
+        .policy(backup_policy(agent.id, "nowhere", &["/d"]))
         .await;
     let running = RunningAgent::start(config, runner.clone()).await;
     let task_of = |p: &serde_json::Value| format!("policyId={}", p["id"].as_str().expect("id"));
@@ -185,10 +185,10 @@ fn repository_backoff_is_entered_reported_and_reset() {
             config.backoff_base_seconds = Some(4);
             config.max_backoff_minutes = Some(1);
             let policy = server
-                .policy(backup_policy(&agent.0, "flaky", &["/d"]))
+                .policy(backup_policy(agent.id, "flaky", &["/d"]))
                 .await;
             let running = RunningAgent::start(config, runner.clone()).await;
-            let view = format!("/agents/{}", agent.0);
+            let view = format!("/agents/{}", agent.id);
             server
                 .wait_for(30, "the repository backoff in the agent view", || async {
                     let v = server.get(&view).await;
@@ -256,7 +256,7 @@ fn an_exhausted_budget_logs_retry_exhausted_and_counts_retries() {
             );
             config.backoff_base_seconds = Some(1);
             config.backoff_failure_threshold = Some(0);
-            let mut body = backup_policy(&agent.0, "broken", &["/d"]);
+            let mut body = backup_policy(agent.id, "broken", &["/d"]);
             body["maxTaskRetries"] = json!(2);
             server.policy(body).await;
             let running = RunningAgent::start(config, runner.clone()).await;
@@ -305,7 +305,7 @@ async fn the_outbox_delivers_every_result_exactly_once_after_an_outage() {
     config.max_concurrent_backups = Some(3);
     for _ in 0..3 {
         server
-            .policy(backup_policy(&agent.0, "main", &["/d"]))
+            .policy(backup_policy(agent.id, "main", &["/d"]))
             .await;
     }
     let running = RunningAgent::start(config, runner.clone()).await;
@@ -363,7 +363,7 @@ async fn a_cancelled_task_is_stopped_without_a_result() {
         config,
     } = one_repository("cancel", vec![Script::ok(60_000)]).await;
     server
-        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .policy(backup_policy(agent.id, "main", &["/d"]))
         .await;
     let running = RunningAgent::start(config, runner.clone()).await;
     server
@@ -402,7 +402,7 @@ async fn a_graceful_shutdown_reports_interrupted_and_spends_no_budget() {
         config,
     } = one_repository("shutdown", vec![Script::ok(60_000)]).await;
     server
-        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .policy(backup_policy(agent.id, "main", &["/d"]))
         .await;
     let running = RunningAgent::start(config, runner.clone()).await;
     server
@@ -479,7 +479,7 @@ async fn a_429_on_claim_holds_the_next_claim_until_retry_after() {
         claims: Mutex::new(Vec::new()),
     });
     let policy = server
-        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .policy(backup_policy(agent.id, "main", &["/d"]))
         .await;
     let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
     let filter = format!("policyId={}", policy["id"].as_str().expect("id"));
@@ -538,7 +538,7 @@ async fn a_task_waiting_for_its_repository_does_not_start_into_a_fresh_backoff()
     config.backoff_failure_threshold = Some(1);
     config.backoff_base_seconds = Some(60);
     server
-        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .policy(backup_policy(agent.id, "main", &["/d"]))
         .await;
     let running = RunningAgent::start(config, runner.clone()).await;
     server
@@ -546,7 +546,7 @@ async fn a_task_waiting_for_its_repository_does_not_start_into_a_fresh_backoff()
         .await;
     // A check is claimed while the backup runs and waits for the exclusive repository lock.
     server
-        .policy(json!({"name": "check", "agentId": agent.0, "kind": "check", "schedule": {"every": "1h"}, "repository": "main"}))
+        .policy(json!({"name": "check", "agentId": agent.id, "kind": "check", "schedule": {"every": "1h"}, "repository": "main"}))
         .await;
     server
         .wait_for(15, "the check claimed", || async {
@@ -616,7 +616,7 @@ async fn a_2xx_with_an_unreadable_body_settles_a_result() {
         reports: Mutex::new(0),
     });
     server
-        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .policy(backup_policy(agent.id, "main", &["/d"]))
         .await;
     let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
     server
@@ -660,7 +660,7 @@ async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
     config.max_concurrent_tasks = Some(1);
     config.backoff_failure_threshold = Some(1);
     config.backoff_base_seconds = Some(120);
-    server.policy(backup_policy(&agent.0, "bad", &["/d"])).await;
+    server.policy(backup_policy(agent.id, "bad", &["/d"])).await;
     let running = RunningAgent::start(config, runner.clone()).await;
     server
         .wait_for(15, "the bad repository in backoff", || async {
@@ -669,7 +669,7 @@ async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
         .await;
     // A run-now on the bad repository waits on the server, which knows from the heartbeats that
     // the repository backs off (a minute or more); meanwhile the one slot serves the good one.
-    let mut second = backup_policy(&agent.0, "bad", &["/d"]);
+    let mut second = backup_policy(agent.id, "bad", &["/d"]);
     second["name"] = json!("bad, run now");
     let second = server.policy(second).await;
     let (status, body) = server
@@ -682,7 +682,7 @@ async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
     assert_eq!(status, 201, "{body}");
     let run_now = body["id"].as_str().expect("id").to_owned();
     server
-        .policy(backup_policy(&agent.0, "good", &["/d"]))
+        .policy(backup_policy(agent.id, "good", &["/d"]))
         .await;
     server
         .wait_for(20, "the good repository's backup", || async {
@@ -782,7 +782,7 @@ async fn a_task_handed_out_again_while_it_runs_is_not_started_twice() {
         replays: Mutex::new(3),
     });
     server
-        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .policy(backup_policy(agent.id, "main", &["/d"]))
         .await;
     let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
     server
@@ -800,4 +800,39 @@ async fn a_task_handed_out_again_while_it_runs_is_not_started_twice() {
     assert_eq!(most, 1, "the task never ran twice at once");
     assert_eq!(runner.operations().len(), 1, "and was started once");
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_that_finished_as_it_was_stopped_is_reported_as_a_success() {
+    let OneRepository {
+        server,
+        dir: _dir,
+        agent,
+        runner,
+        config,
+    } = one_repository(
+        "finished-anyway",
+        vec![Script {
+            finishes_when_stopped: true,
+            ..Script::ok(60_000)
+        }],
+    )
+    .await;
+    server
+        .policy(backup_policy(agent.id, "main", &["/d"]))
+        .await;
+    let running = RunningAgent::start(config, runner.clone()).await;
+    server
+        .wait_for(15, "the backup running", || async { runner.current() == 1 })
+        .await;
+    // The shutdown's SIGINT meets a restic that had already saved its snapshot and exits 0: the
+    // snapshot is reported, not an interrupted attempt that would be run again into a second.
+    running.stop().await;
+    let run = server.runs("").await.remove(0);
+    assert_eq!(
+        (run["status"].clone(), run["snapshotId"].clone()),
+        (json!("succeeded"), json!("abcd1234")),
+        "{run}"
+    );
+    assert_eq!(server.tasks("").await[0]["status"], "succeeded");
 }

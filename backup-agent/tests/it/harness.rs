@@ -13,11 +13,12 @@ use backup_agent::{
     TokioProcessRunner,
 };
 use backup_core::{
-    Error, ExitStatus, ProcessControl, ProcessEvent, ProcessOutcome, ProcessRunner, ProcessSpec,
-    Stream, SystemClock, TenantCreated,
+    AgentId, Error, ExitStatus, ProcessControl, ProcessEvent, ProcessOutcome, ProcessRunner,
+    ProcessSpec, Stream, SystemClock, TenantCreated,
 };
 use backup_server::{SchedulerConfig, Server, ServerConfig};
-use serde_json::{Value, json};
+use backup_testkit::{Auth, Client, Http, TestAgent};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
 /// A server on a temp SQLite file, ticking every second.
@@ -26,7 +27,7 @@ pub(crate) struct TestServer {
     _dir: tempfile::TempDir,
     pub(crate) url: String,
     pub(crate) tenant: TenantCreated,
-    pub(crate) http: reqwest::Client,
+    pub(crate) api: Client<Http>,
     pub(crate) config: ServerConfig,
 }
 
@@ -69,9 +70,9 @@ impl TestServer {
         TestServer {
             server: Some(server),
             _dir: dir,
+            api: Client::new(Http::new(&url)),
             url,
             tenant,
-            http: reqwest::Client::new(),
             config,
         }
     }
@@ -97,17 +98,11 @@ impl TestServer {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.tenant.token)
-            .header("X-Tenant-ID", self.tenant.id.to_string());
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let answer = req.send().await.expect("request");
-        let status = answer.status().as_u16();
-        (status, answer.json().await.unwrap_or(Value::Null))
+        let a = self
+            .api
+            .call(method.as_str(), path, &Auth::tenant(&self.tenant), body)
+            .await;
+        (a.status, a.body)
     }
 
     pub(crate) async fn get(&self, path: &str) -> Value {
@@ -116,20 +111,9 @@ impl TestServer {
         body
     }
 
-    /// An agent: (id, token).
-    pub(crate) async fn agent(&self, name: &str) -> (String, String) {
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                "/agents",
-                Some(json!({"name": name, "hostname": name})),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        (
-            body["id"].as_str().expect("id").into(),
-            body["token"].as_str().expect("token").into(),
-        )
+    /// An agent of the test tenant.
+    pub(crate) async fn agent(&self, name: &str) -> TestAgent {
+        self.api.create_agent(&self.tenant, name).await
     }
 
     pub(crate) async fn policy(&self, body: Value) -> Value {
@@ -140,7 +124,7 @@ impl TestServer {
         body
     }
 
-    pub(crate) async fn patch_settings(&self, agent: &str, body: Value) -> Value {
+    pub(crate) async fn patch_settings(&self, agent: AgentId, body: Value) -> Value {
         let (status, body) = self
             .call(
                 reqwest::Method::PATCH,
@@ -153,44 +137,33 @@ impl TestServer {
     }
 
     pub(crate) async fn runs(&self, query: &str) -> Vec<Value> {
-        self.get(&format!("/backup-runs?limit=500&{query}")).await["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.api
+            .all(&self.tenant, &format!("/backup-runs?{query}"))
+            .await
     }
 
     pub(crate) async fn tasks(&self, query: &str) -> Vec<Value> {
-        self.get(&format!("/tasks?limit=500&{query}")).await["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.api.all(&self.tenant, &format!("/tasks?{query}")).await
     }
 
     /// Polls `check` every 100 ms until it holds or `secs` pass.
-    pub(crate) async fn wait_for<F, Fut>(&self, secs: u64, what: &str, mut check: F)
+    pub(crate) async fn wait_for<F, Fut>(&self, secs: u64, what: &str, check: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-        while tokio::time::Instant::now() < deadline {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("timed out after {secs} s waiting for {what}");
+        backup_testkit::wait_for(secs, what, check).await;
     }
 }
 
-pub(crate) fn backup_policy(agent: &str, repository: &str, paths: &[&str]) -> Value {
-    json!({"name": "backup", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"}, "paths": paths, "repository": repository})
+pub(crate) fn backup_policy(agent: AgentId, repository: &str, paths: &[&str]) -> Value {
+    backup_testkit::backup_policy(agent, repository, paths)
 }
 
 /// An agent configuration for `server` with fast intervals and the given repositories.
 pub(crate) fn agent_config(
     server: &TestServer,
-    agent: &(String, String),
+    agent: &TestAgent,
     state_dir: &Path,
     repositories: &[(&str, &Path, &Path)],
 ) -> AgentConfig {
@@ -198,8 +171,8 @@ pub(crate) fn agent_config(
         orchestrator_url: server.url.clone(),
         polling_interval_seconds: 1,
         heartbeat_interval_seconds: 1,
-        agent_id: Some(agent.0.clone()),
-        token: Some(agent.1.clone()),
+        agent_id: Some(agent.id.to_string()),
+        token: Some(agent.token.clone()),
         state_dir: state_dir.to_owned(),
         stop_grace_seconds: 2,
         repositories: repositories
@@ -282,11 +255,13 @@ pub(crate) struct Script {
     pub(crate) stderr: String,
     pub(crate) stdout: Vec<String>,
     pub(crate) millis: u64,
+    /// A stop request arrives, but the process had finished its work: it exits as scripted.
+    pub(crate) finishes_when_stopped: bool,
 }
 
 impl Script {
     pub(crate) fn ok(millis: u64) -> Script {
-        Script { exit: 0, stderr: String::new(), stdout: vec![r#"{"message_type":"summary","files_new":3,"data_added":1024,"total_duration":0.1,"snapshot_id":"abcd1234"}"#.into()], millis }
+        Script { exit: 0, stderr: String::new(), stdout: vec![r#"{"message_type":"summary","files_new":3,"data_added":1024,"total_duration":0.1,"snapshot_id":"abcd1234"}"#.into()], millis, finishes_when_stopped: false }
     }
 
     pub(crate) fn fail(exit: i32, stderr: &str) -> Script {
@@ -295,6 +270,7 @@ impl Script {
             stderr: stderr.into(),
             stdout: vec![],
             millis: 20,
+            finishes_when_stopped: false,
         }
     }
 }
@@ -430,6 +406,12 @@ impl ProcessRunner for ScriptedRunner {
                 e.0 -= 1;
             }
         }
+        if stopped && script.finishes_when_stopped {
+            return Ok(ProcessOutcome {
+                terminated: Some(backup_core::Termination::Stopped),
+                ..done(script.exit, &script.stdout.join("\n"), &script.stderr)
+            });
+        }
         if stopped {
             return Ok(ProcessOutcome {
                 status: ExitStatus::Code(130),
@@ -447,7 +429,7 @@ impl ProcessRunner for ScriptedRunner {
 pub(crate) struct OneRepository {
     pub(crate) server: TestServer,
     pub(crate) dir: tempfile::TempDir,
-    pub(crate) agent: (String, String),
+    pub(crate) agent: TestAgent,
     pub(crate) runner: Arc<ScriptedRunner>,
     pub(crate) config: AgentConfig,
 }

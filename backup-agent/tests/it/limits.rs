@@ -42,11 +42,11 @@ async fn never_more_than_the_limits_total_and_per_kind() {
     config.max_concurrent_checks = Some(1);
     for i in 0..6 {
         server
-            .policy(backup_policy(&agent.0, &format!("r{}", i % 3), &["/data"]))
+            .policy(backup_policy(agent.id, &format!("r{}", i % 3), &["/data"]))
             .await;
     }
     for i in 0..3 {
-        server.policy(json!({"name": "check", "agentId": agent.0, "kind": "check", "schedule": {"every": "1h"}, "repository": format!("r{i}")})).await;
+        server.policy(json!({"name": "check", "agentId": agent.id, "kind": "check", "schedule": {"every": "1h"}, "repository": format!("r{i}")})).await;
     }
     let running = RunningAgent::start(config, runner.clone()).await;
     server
@@ -86,7 +86,7 @@ async fn quotas_reach_restic_as_flags_niceness_and_gomaxprocs() {
     config.cpu_quota_percent = Some(50);
     for _ in 0..2 {
         server
-            .policy(backup_policy(&agent.0, "main", &["/data"]))
+            .policy(backup_policy(agent.id, "main", &["/data"]))
             .await;
     }
     let running = RunningAgent::start(config, runner.clone()).await;
@@ -150,7 +150,7 @@ async fn a_settings_patch_changes_what_runs_within_one_heartbeat() {
     config.max_concurrent_backups = Some(1);
     for _ in 0..4 {
         server
-            .policy(backup_policy(&agent.0, "main", &["/data"]))
+            .policy(backup_policy(agent.id, "main", &["/data"]))
             .await;
     }
     let running = RunningAgent::start(config, runner.clone()).await;
@@ -161,7 +161,7 @@ async fn a_settings_patch_changes_what_runs_within_one_heartbeat() {
     assert_eq!(runner.current(), 1, "the limit holds");
     let patched = server
         .patch_settings(
-            &agent.0,
+            agent.id,
             json!({"maxConcurrentTasks": 3, "maxConcurrentBackups": 3}),
         )
         .await;
@@ -224,7 +224,7 @@ async fn metrics_count_outcomes_and_the_concurrency_limit() {
     config.max_concurrent_tasks = Some(2);
     for repo in ["good", "good", "partial"] {
         server
-            .policy(backup_policy(&agent.0, repo, &["/data"]))
+            .policy(backup_policy(agent.id, repo, &["/data"]))
             .await;
     }
     let running = RunningAgent::start(config, runner.clone()).await;
@@ -284,12 +284,12 @@ fn waiting_for_a_slot_logs_concurrency_limit_reached() {
             runner.script(&y.display().to_string(), vec![Script::ok(6000)]);
             let mut config = agent_config(&server, &agent, &dir.path().join("state"), &[("x", &x, &pw), ("y", &y, &pw)]);
             config.max_concurrent_tasks = Some(3);
-            server.policy(backup_policy(&agent.0, "x", &["/d"])).await;
-            server.policy(json!({"name": "check", "agentId": agent.0, "kind": "check", "schedule": {"every": "1h"}, "repository": "y"})).await;
-            server.policy(json!({"name": "prune", "agentId": agent.0, "kind": "prune", "schedule": {"every": "1h"}, "repository": "x", "retention": {"keepLast": 2}})).await;
+            server.policy(backup_policy(agent.id, "x", &["/d"])).await;
+            server.policy(json!({"name": "check", "agentId": agent.id, "kind": "check", "schedule": {"every": "1h"}, "repository": "y"})).await;
+            server.policy(json!({"name": "prune", "agentId": agent.id, "kind": "prune", "schedule": {"every": "1h"}, "repository": "x", "retention": {"keepLast": 2}})).await;
             let running = RunningAgent::start(config, runner.clone()).await;
             server.wait_for(10, "backup and check running", || async { runner.current() == 2 }).await;
-            server.patch_settings(&agent.0, json!({"maxConcurrentTasks": 1})).await;
+            server.patch_settings(agent.id, json!({"maxConcurrentTasks": 1})).await;
             server.wait_for(30, "all three done", || async { server.tasks("status=succeeded").await.len() == 3 }).await;
             assert_eq!(runner.max_concurrent().1.get("forget").copied(), Some(1));
             running.stop().await;
@@ -316,7 +316,7 @@ fn an_agent_at_its_limit_logs_concurrency_limit_reached() {
             config.max_concurrent_tasks = Some(1);
             for _ in 0..2 {
                 server
-                    .policy(backup_policy(&agent.0, "main", &["/d"]))
+                    .policy(backup_policy(agent.id, "main", &["/d"]))
                     .await;
             }
             let running = RunningAgent::start(config, runner.clone()).await;

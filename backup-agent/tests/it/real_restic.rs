@@ -10,46 +10,22 @@ use std::{
 
 use backup_agent::{TokioProcessRunner, restic};
 use backup_core::{ProcessControl, ProcessRunner, ProcessSpec};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{RunningAgent, TestServer, agent_config, backup_policy, real_runner, scratch};
 
-/// restic with a repository and password, for setting things up outside the agent.
-fn restic_cmd(repo: &Path, pw: &Path, cache: &Path) -> std::process::Command {
-    let mut c = std::process::Command::new("restic");
-    c.env("RESTIC_REPOSITORY", repo)
-        .env("RESTIC_PASSWORD_FILE", pw)
-        .env("RESTIC_CACHE_DIR", cache);
-    c
-}
-
-fn snapshots(repo: &Path, pw: &Path, cache: &Path) -> Vec<Value> {
-    let out = restic_cmd(repo, pw, cache)
-        .args(["snapshots", "--json"])
-        .output()
-        .expect("restic snapshots");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json")
-}
+use backup_testkit::{restic_command as restic_cmd, snapshots};
 
 fn sample_data(dir: &Path, random_bytes: usize) -> PathBuf {
     let data = dir.join("data");
     std::fs::create_dir_all(data.join("sub")).expect("data");
     std::fs::write(data.join("hello.txt"), "hello, restic\n").expect("file");
     std::fs::write(data.join("sub/notes.md"), "# notes\n").expect("file");
-    let mut bytes = vec![0u8; random_bytes];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for b in &mut bytes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    std::fs::write(data.join("random.bin"), bytes).expect("file");
+    std::fs::write(
+        data.join("random.bin"),
+        backup_testkit::pseudo_random(0, random_bytes),
+    )
+    .expect("file");
     data
 }
 
@@ -72,7 +48,7 @@ async fn backup_check_and_prune_through_the_agent() {
     config.max_concurrent_tasks = Some(2);
     let backup = server
         .policy(backup_policy(
-            &agent.0,
+            agent.id,
             "main",
             &[data.to_str().expect("utf8")],
         ))
@@ -102,8 +78,8 @@ async fn backup_check_and_prune_through_the_agent() {
             server.tasks(&format!("{q}&status=succeeded")).await.len() == 2
         })
         .await;
-    let check = server.policy(json!({"name": "check", "agentId": agent.0, "kind": "check", "schedule": {"every": "1h"}, "repository": "main"})).await;
-    let prune = server.policy(json!({"name": "prune", "agentId": agent.0, "kind": "prune", "schedule": {"every": "1h"}, "repository": "main", "retention": {"keepLast": 1}})).await;
+    let check = server.policy(json!({"name": "check", "agentId": agent.id, "kind": "check", "schedule": {"every": "1h"}, "repository": "main"})).await;
+    let prune = server.policy(json!({"name": "prune", "agentId": agent.id, "kind": "prune", "schedule": {"every": "1h"}, "repository": "main", "retention": {"keepLast": 1}})).await;
     for p in [&check, &prune] {
         let q = format!("policyId={}", p["id"].as_str().expect("id"));
         server
@@ -245,7 +221,7 @@ async fn a_wrong_password_fails_permanently_at_once() {
     );
     server
         .policy(backup_policy(
-            &agent.0,
+            agent.id,
             "main",
             &[data.to_str().expect("utf8")],
         ))
@@ -334,13 +310,13 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
     config.max_backoff_minutes = Some(1);
     server
         .policy(backup_policy(
-            &agent.0,
+            agent.id,
             "main",
             &[data.join("hello.txt").to_str().expect("utf8")],
         ))
         .await;
     let running = RunningAgent::start(config, real_runner()).await;
-    let view = format!("/agents/{}", agent.0);
+    let view = format!("/agents/{}", agent.id);
     server
         .wait_for(60, "repository backoff reported", || async {
             server.get(&view).await["backoffRepositories"][0]["repository"] == "main"
@@ -505,8 +481,8 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
     let yaml = format!(
         "orchestratorUrl: {}\npollingIntervalSeconds: 1\nheartbeatIntervalSeconds: 1\nagentId: {}\ntoken: {}\nstateDir: {}\nstopGraceSeconds: 2\nbandwidthLimitMbps: 1\nbackoffBaseSeconds: 1\nrepositories:\n  main:\n    url: {}\n    passwordFile: {}\n    initIfMissing: true\n",
         server.url,
-        agent.0,
-        agent.1,
+        agent.id,
+        agent.token,
         state_dir.display(),
         repo.display(),
         pw.display()
@@ -524,7 +500,7 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
     };
     server
         .policy(backup_policy(
-            &agent.0,
+            agent.id,
             "main",
             &[data.to_str().expect("utf8")],
         ))
@@ -554,7 +530,7 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
     assert_eq!(running.len(), 1, "the server still thinks it runs");
     // Make the retry quick: the next attempt uploads without a limit.
     server
-        .patch_settings(&agent.0, json!({"bandwidthLimitMbps": null}))
+        .patch_settings(agent.id, json!({"bandwidthLimitMbps": null}))
         .await;
 
     let mut second = spawn_agent("second.log");
@@ -634,7 +610,7 @@ async fn a_successful_attempt_costs_at_most_two_state_writes() {
     let config = agent_config(&server, &agent, &state_dir, &[("main", &repo, &pw)]);
     let backup = server
         .policy(backup_policy(
-            &agent.0,
+            agent.id,
             "main",
             &[data.to_str().expect("utf8")],
         ))

@@ -55,7 +55,7 @@ async fn backoff_timers_and_the_outbox_survive_a_restart() {
     config.backoff_base_seconds = Some(600);
     config.max_backoff_minutes = Some(60);
     server
-        .policy(backup_policy(&agent.0, "main", &["/d"]))
+        .policy(backup_policy(agent.id, "main", &["/d"]))
         .await;
     let first = RunningAgent::start(config.clone(), runner.clone()).await;
     server

@@ -2,19 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::{
-    Router,
-    body::Body,
-    http::{Method, Request, StatusCode},
-};
+use axum::{Router, http::Method};
 use backup_core::{ManualClock, TenantCreated};
 use backup_server::{AppState, ServerConfig, app};
 use backup_store::Store;
-use backup_testkit::TestDatabase;
+use backup_testkit::{Client, InProcess, TestDatabase};
 use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 pub(crate) const ADMIN: &str = "admin-token-for-tests-only";
 
@@ -28,51 +22,17 @@ pub(crate) enum Kind {
     Postgres,
 }
 
-/// Credentials a request carries.
-#[derive(Clone, Debug)]
-pub(crate) enum Auth {
-    None,
-    Admin,
-    Tenant { id: String, token: String },
-    Agent(String),
-    Raw(Vec<(&'static str, String)>),
-}
-
-impl Auth {
-    pub(crate) fn tenant(t: &TenantCreated) -> Self {
-        Auth::Tenant {
-            id: t.id.to_string(),
-            token: t.token.clone(),
-        }
-    }
-}
+pub(crate) use backup_testkit::{Answer, Auth, TestAgent};
 
 pub(crate) struct Harness {
     pub(crate) state: AppState,
     pub(crate) router: Router,
+    pub(crate) client: Client<InProcess>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) url: String,
     pub(crate) config: ServerConfig,
     _db: Option<TestDatabase>,
     _dir: Option<tempfile::TempDir>,
-}
-
-/// An answer: status and JSON body (Null when empty or not JSON).
-#[derive(Debug)]
-pub(crate) struct Answer {
-    pub(crate) status: StatusCode,
-    pub(crate) body: Value,
-    pub(crate) headers: axum::http::HeaderMap,
-}
-
-impl Answer {
-    pub(crate) fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_default()
-    }
-
-    pub(crate) fn field(&self) -> &str {
-        self.body["error"]["field"].as_str().unwrap_or_default()
-    }
 }
 
 impl Harness {
@@ -101,8 +61,10 @@ impl Harness {
             .await
             .expect("store");
         let state = AppState::new(store, config.clone());
+        let router = app(state.clone());
         Some(Harness {
-            router: app(state.clone()),
+            client: Client::new(InProcess(router.clone())),
+            router,
             state,
             clock,
             url,
@@ -128,14 +90,7 @@ impl Harness {
         auth: &Auth,
         body: Option<Value>,
     ) -> Answer {
-        call(
-            &self.router,
-            method,
-            path,
-            auth,
-            body.map(|b| b.to_string().into_bytes()),
-        )
-        .await
+        self.client.call(method.as_str(), path, auth, body).await
     }
 
     pub(crate) async fn raw(
@@ -145,31 +100,16 @@ impl Harness {
         auth: &Auth,
         body: Vec<u8>,
     ) -> Answer {
-        call(&self.router, method, path, auth, Some(body)).await
+        self.client
+            .raw(method.as_str(), path, auth, Some(body))
+            .await
     }
 
     /// The `/metrics` text (not JSON, so not through [`Harness::get`]).
     pub(crate) async fn metrics_text(&self) -> String {
-        use http_body_util::BodyExt;
-        use tower::ServiceExt;
-        let response = self
-            .router
-            .clone()
-            .oneshot(
-                axum::http::Request::get("/metrics")
-                    .body(axum::body::Body::empty())
-                    .expect("req"),
-            )
-            .await
-            .expect("infallible");
-        assert_eq!(response.status(), axum::http::StatusCode::OK);
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        String::from_utf8(bytes.to_vec()).expect("utf8")
+        let a = self.get("/metrics", &Auth::None).await;
+        assert_eq!(a.status, 200);
+        a.text
     }
 
     pub(crate) async fn get(&self, path: &str, auth: &Auth) -> Answer {
@@ -186,61 +126,30 @@ impl Harness {
 
     /// A tenant made through `POST /tenants`.
     pub(crate) async fn tenant(&self, name: &str) -> TenantCreated {
-        let a = self
-            .post("/tenants", &Auth::Admin, json!({"name": name}))
-            .await;
-        assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
-        serde_json::from_value(a.body).expect("tenant body")
+        self.client.create_tenant(ADMIN, name).await
     }
 
     /// An agent: its id and token.
-    pub(crate) async fn agent(&self, tenant: &TenantCreated, name: &str) -> (String, String) {
-        let a = self
-            .post(
-                "/agents",
-                &Auth::tenant(tenant),
-                json!({"name": name, "hostname": format!("{name}.example")}),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
-        (
-            a.body["id"].as_str().expect("id").to_owned(),
-            a.body["token"].as_str().expect("token").to_owned(),
-        )
+    pub(crate) async fn agent(&self, tenant: &TenantCreated, name: &str) -> TestAgent {
+        self.client.create_agent(tenant, name).await
     }
 
-    pub(crate) async fn heartbeat(&self, agent: &(String, String), body: Value) -> Answer {
-        self.post(
-            &format!("/agents/{}/heartbeat", agent.0),
-            &Auth::Agent(agent.1.clone()),
-            body,
-        )
-        .await
+    pub(crate) async fn heartbeat(&self, agent: &TestAgent, body: Value) -> Answer {
+        self.client.heartbeat(agent, body).await
     }
 
-    pub(crate) async fn online(&self, agent: &(String, String)) {
-        let a = self
-            .heartbeat(agent, json!({"runningTasks": 0, "queueDepth": 0}))
-            .await;
-        assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    pub(crate) async fn online(&self, agent: &TestAgent) {
+        self.client.online(agent).await;
     }
 
     pub(crate) async fn policy(&self, tenant: &TenantCreated, body: Value) -> Value {
         let a = self.post("/policies", &Auth::tenant(tenant), body).await;
-        assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
+        assert_eq!(a.status, 201, "{a:?}");
         a.body
     }
 
-    pub(crate) async fn claim(&self, agent: &(String, String), limit: u32) -> Vec<Value> {
-        let a = self
-            .post(
-                &format!("/agents/{}/tasks/claim", agent.0),
-                &Auth::Agent(agent.1.clone()),
-                json!({"limit": limit}),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::OK, "{a:?}");
-        a.body["tasks"].as_array().cloned().unwrap_or_default()
+    pub(crate) async fn claim(&self, agent: &TestAgent, limit: u32) -> Vec<Value> {
+        self.client.claim(agent, limit).await
     }
 
     pub(crate) async fn tick(&self) -> backup_server::TickSummary {
@@ -250,13 +159,14 @@ impl Harness {
     }
 }
 
-pub(crate) fn backup_policy(agent: &str) -> Value {
+pub(crate) fn backup_policy(agent: impl std::fmt::Display) -> Value {
     json!({
-        "name": "hourly", "agentId": agent, "kind": "backup", "schedule": {"every": "1h"},
+        "name": "hourly", "agentId": agent.to_string(), "kind": "backup", "schedule": {"every": "1h"},
         "paths": ["/srv"], "repository": "main"
     })
 }
 
+/// A request to another router (a replica) with the same client code.
 pub(crate) async fn call(
     router: &Router,
     method: Method,
@@ -264,48 +174,9 @@ pub(crate) async fn call(
     auth: &Auth,
     body: Option<Vec<u8>>,
 ) -> Answer {
-    let mut req = Request::builder().method(method).uri(path);
-    match auth {
-        Auth::None => {}
-        Auth::Admin => req = req.header("authorization", format!("Bearer {ADMIN}")),
-        Auth::Tenant { id, token } => {
-            req = req
-                .header("authorization", format!("Bearer {token}"))
-                .header("x-tenant-id", id.as_str());
-        }
-        Auth::Agent(token) => req = req.header("authorization", format!("Bearer {token}")),
-        Auth::Raw(headers) => {
-            for (k, v) in headers {
-                req = req.header(*k, v.as_str());
-            }
-        }
-    }
-    let body = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
-            Body::from(b)
-        }
-        None => Body::empty(),
-    };
-    let response = router
-        .clone()
-        .oneshot(req.body(body).expect("request"))
+    Client::new(InProcess(router.clone()))
+        .raw(method.as_str(), path, auth, body)
         .await
-        .expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Answer {
-        status,
-        body,
-        headers,
-    }
 }
 
 /// Runs a test body on SQLite and on PostgreSQL: `server_test!(name, |h| async move { ... });`

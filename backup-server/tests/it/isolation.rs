@@ -2,7 +2,7 @@
 //! agent of the owner, an agent of another tenant, no token and a malformed token. Each cell
 //! has its documented status, and nothing of one tenant shows to another.
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{Auth, Harness, Kind, backup_policy};
@@ -62,7 +62,7 @@ struct World {
     other: Auth,
     own_agent: Auth,
     other_agent: Auth,
-    agent: String,
+    agent: backup_core::AgentId,
     policy: String,
     task: String,
     owner_tenant: backup_core::TenantCreated,
@@ -75,9 +75,9 @@ async fn world(kind: Kind) -> Option<World> {
     let a1 = h.agent(&t1, "owned").await;
     let a2 = h.agent(&t2, "foreign").await;
     h.online(&a1).await;
-    let p = h.policy(&t1, backup_policy(&a1.0)).await;
+    let p = h.policy(&t1, backup_policy(a1.id)).await;
     let policy = p["id"].as_str().expect("id").to_owned();
-    h.policy(&t2, backup_policy(&a2.0)).await;
+    h.policy(&t2, backup_policy(a2.id)).await;
     let run = h
         .post(
             &format!("/policies/{policy}/run"),
@@ -89,9 +89,9 @@ async fn world(kind: Kind) -> Option<World> {
     Some(World {
         owner: Auth::tenant(&t1),
         other: Auth::tenant(&t2),
-        own_agent: Auth::Agent(a1.1.clone()),
-        other_agent: Auth::Agent(a2.1.clone()),
-        agent: a1.0,
+        own_agent: Auth::Agent(a1.token.clone()),
+        other_agent: Auth::Agent(a2.token.clone()),
+        agent: a1.id,
         policy,
         task,
         owner_tenant: t1,
@@ -137,7 +137,7 @@ on_both!(lists_and_filters_never_show_another_tenants_objects);
 
 async fn every_route_for_every_caller(kind: Kind) {
     let Some(w) = world(kind).await else { return };
-    let (a, p, t) = (w.agent.clone(), w.policy.clone(), w.task.clone());
+    let (a, p, t) = (w.agent, w.policy.clone(), w.task.clone());
     // (method, path, body, kind, status on success). Mutating routes come last, each on
     // objects no other row needs afterwards.
     let routes: Vec<(Method, String, Option<Value>, Kind2, u16)> = vec![
@@ -231,12 +231,11 @@ async fn every_route_for_every_caller(kind: Kind) {
                     .await;
             let want = expected(*kind, caller, *success);
             assert_eq!(
-                answer.status.as_u16(),
-                want,
+                answer.status, want,
                 "{method} {path} as {caller:?}: {}",
                 answer.body
             );
-            if answer.status == StatusCode::UNAUTHORIZED || answer.status == StatusCode::NOT_FOUND {
+            if answer.status == 401 || answer.status == 404 {
                 assert!(
                     answer.body["error"]["code"].is_string(),
                     "the documented error body"
@@ -255,7 +254,7 @@ async fn every_route_for_every_caller(kind: Kind) {
             )
             .await;
         assert_eq!(
-            answer.status.as_u16(),
+            answer.status,
             expected(Kind2::AgentRoute, caller, 200),
             "start as {caller:?}"
         );
@@ -270,7 +269,7 @@ async fn every_route_for_every_caller(kind: Kind) {
             )
             .await;
         assert_eq!(
-            answer.status.as_u16(),
+            answer.status,
             expected(Kind2::AgentRoute, caller, 200),
             "result as {caller:?}"
         );
@@ -278,25 +277,25 @@ async fn every_route_for_every_caller(kind: Kind) {
     // Destructive tenant routes, each on a fresh object per caller.
     for caller in CALLERS {
         let fresh = w.h.agent(&w.owner_tenant, "victim").await;
-        let fp = w.h.policy(&w.owner_tenant, backup_policy(&fresh.0)).await["id"]
+        let fp = w.h.policy(&w.owner_tenant, backup_policy(fresh.id)).await["id"]
             .as_str()
             .expect("id")
             .to_owned();
         let cases: Vec<(Method, String, u16)> = vec![
             (Method::POST, format!("/policies/{fp}/run"), 201),
-            (Method::POST, format!("/agents/{}/token", fresh.0), 200),
+            (Method::POST, format!("/agents/{}/token", fresh.id), 200),
             (Method::DELETE, format!("/policies/{fp}"), 204),
-            (Method::DELETE, format!("/agents/{}", fresh.0), 204),
+            (Method::DELETE, format!("/agents/{}", fresh.id), 204),
         ];
         let mut created_task = None;
         for (method, path, success) in cases {
             let answer = w.h.call(method.clone(), &path, &w.auth(caller), None).await;
             assert_eq!(
-                answer.status.as_u16(),
+                answer.status,
                 expected(Kind2::TenantObject, caller, success),
                 "{method} {path} as {caller:?}"
             );
-            if success == 201 && answer.status == StatusCode::CREATED {
+            if success == 201 && answer.status == 201 {
                 created_task = answer.body["id"].as_str().map(str::to_owned);
             }
         }
@@ -311,16 +310,15 @@ async fn every_route_for_every_caller(kind: Kind) {
                         None,
                     )
                     .await;
-                assert_eq!(answer.status, StatusCode::OK, "cancel as the owner");
+                assert_eq!(answer.status, 200, "cancel as the owner");
                 assert_eq!(answer.body["status"], "cancelled");
             }
             None => {
                 // Cancel someone else's task: a fresh pending task of the owner's.
-                let victim_policy =
-                    w.h.policy(&w.owner_tenant, backup_policy(&w.agent)).await["id"]
-                        .as_str()
-                        .expect("id")
-                        .to_owned();
+                let victim_policy = w.h.policy(&w.owner_tenant, backup_policy(w.agent)).await["id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned();
                 let victim =
                     w.h.post(
                         &format!("/policies/{victim_policy}/run"),
@@ -328,7 +326,7 @@ async fn every_route_for_every_caller(kind: Kind) {
                         json!({}),
                     )
                     .await;
-                assert_eq!(victim.status, StatusCode::CREATED, "{victim:?}");
+                assert_eq!(victim.status, 201, "{victim:?}");
                 let task = victim.body["id"].as_str().expect("task id");
                 let answer =
                     w.h.call(
@@ -339,7 +337,7 @@ async fn every_route_for_every_caller(kind: Kind) {
                     )
                     .await;
                 assert_eq!(
-                    answer.status.as_u16(),
+                    answer.status,
                     expected(Kind2::TenantObject, caller, 200),
                     "cancel as {caller:?}"
                 );
@@ -360,7 +358,7 @@ async fn every_route_for_every_caller(kind: Kind) {
             Caller::Owner | Caller::OtherTenant => 200,
             _ => 401,
         };
-        assert_eq!(answer.status.as_u16(), want, "rotate as {caller:?}");
+        assert_eq!(answer.status, want, "rotate as {caller:?}");
         if want == 200 {
             break; // The rotated token no longer works for the next rows.
         }
@@ -369,7 +367,7 @@ async fn every_route_for_every_caller(kind: Kind) {
 
 async fn lists_and_filters_never_show_another_tenants_objects(kind: Kind) {
     let Some(w) = world(kind).await else { return };
-    let owner_ids = [w.agent.clone(), w.policy.clone(), w.task.clone()];
+    let owner_ids = [w.agent.to_string(), w.policy.clone(), w.task.clone()];
     for path in [
         "/agents".to_owned(),
         "/tasks".to_owned(),
@@ -382,7 +380,7 @@ async fn lists_and_filters_never_show_another_tenants_objects(kind: Kind) {
         format!("/backup-runs?agentId={}", w.agent),
     ] {
         let answer = w.h.get(&path, &w.other).await;
-        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert_eq!(answer.status, 200, "{path}");
         let text = answer.body.to_string();
         for id in &owner_ids {
             assert!(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 
 use crate::harness::{Auth, Harness, Kind};
 
@@ -12,7 +12,7 @@ async fn the_document_lists_every_route_and_its_statuses() {
         return;
     };
     let doc = h.get("/openapi.json", &Auth::None).await;
-    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(doc.status, 200);
     let mut documented = BTreeSet::new();
     for (path, item) in doc.body["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("item") {
@@ -60,8 +60,7 @@ async fn the_document_lists_every_route_and_its_statuses() {
             let verb = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
             let a = h.call(verb, &concrete, &Auth::None, None).await;
             assert_eq!(
-                a.status,
-                StatusCode::METHOD_NOT_ALLOWED,
+                a.status, 405,
                 "{method} {path} is served but not documented: {a:?}"
             );
         }

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 
-use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::harness::{Auth, Harness, Kind, backup_policy, call};
@@ -29,7 +28,7 @@ async fn two_replicas_one_task_per_slot_and_no_double_claims() {
     }
     for i in 0..200 {
         let agent = &agents[i % agents.len()];
-        let mut spec = backup_policy(&agent.0);
+        let mut spec = backup_policy(agent.id);
         spec["schedule"] = json!({"every": "10m"});
         h.policy(&t, spec).await;
     }
@@ -45,8 +44,8 @@ async fn two_replicas_one_task_per_slot_and_no_double_claims() {
         let mut claims = Vec::new();
         for agent in &agents {
             for router in [&h.router, &router_b, &h.router, &router_b] {
-                let path = format!("/agents/{}/tasks/claim", agent.0);
-                let auth = Auth::Agent(agent.1.clone());
+                let path = format!("/agents/{}/tasks/claim", agent.id);
+                let auth = Auth::Agent(agent.token.clone());
                 let router = router.clone();
                 claims.push(tokio::spawn(async move {
                     call(
@@ -63,7 +62,7 @@ async fn two_replicas_one_task_per_slot_and_no_double_claims() {
         let mut round_ids = Vec::new();
         for c in claims {
             let answer = c.await.expect("claim");
-            assert_eq!(answer.status, StatusCode::OK);
+            assert_eq!(answer.status, 200);
             for task in answer.body["tasks"].as_array().cloned().unwrap_or_default() {
                 round_ids.push(task["id"].as_str().expect("id").to_owned());
             }

@@ -237,9 +237,9 @@ async fn pages_show_only_the_tenants_own_objects_escaped() {
     };
     let t = h.tenant("acme").await;
     let other = h.tenant("other").await;
-    let (mine, _) = h.agent(&t, "<script>alert(1)</script>").await;
-    let (theirs, _) = h.agent(&other, "their-agent").await;
-    h.policy(&other, backup_policy(&theirs)).await;
+    let mine = h.agent(&t, "<script>alert(1)</script>").await.id;
+    let theirs = h.agent(&other, "their-agent").await.id;
+    h.policy(&other, backup_policy(theirs)).await;
     let mut b = Browser::new(&h);
     b.login(&t).await;
     let home = b.get("/ui").await;
@@ -277,7 +277,7 @@ async fn the_settings_form_validates_like_the_api() {
         return;
     };
     let t = h.tenant("acme").await;
-    let (agent, _) = h.agent(&t, "db-1").await;
+    let agent = h.agent(&t, "db-1").await.id;
     let mut b = Browser::new(&h);
     b.login(&t).await;
     let page = b.get(&format!("/ui/agents/{agent}")).await;
@@ -355,8 +355,8 @@ async fn tasks_can_be_cancelled_and_policies_managed() {
         return;
     };
     let t = h.tenant("acme").await;
-    let (agent, _) = h.agent(&t, "db-1").await;
-    let p = h.policy(&t, backup_policy(&agent)).await;
+    let agent = h.agent(&t, "db-1").await.id;
+    let p = h.policy(&t, backup_policy(agent)).await;
     let run = h
         .post(
             &format!("/policies/{}/run", p["id"].as_str().expect("id")),
@@ -380,7 +380,7 @@ async fn tasks_can_be_cancelled_and_policies_managed() {
     let cancelled = b
         .post(
             &format!("/ui/tasks/{task}/cancel"),
-            &[("csrf", &csrf), ("agent", &agent)],
+            &[("csrf", &csrf), ("agent", &agent.to_string())],
         )
         .await;
     assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
@@ -399,7 +399,7 @@ async fn tasks_can_be_cancelled_and_policies_managed() {
             &[
                 ("csrf", &csrf),
                 ("name", "nightly"),
-                ("agentId", &agent),
+                ("agentId", &agent.to_string()),
                 ("kind", "backup"),
                 ("every", "6h"),
                 ("repository", "main"),
@@ -418,7 +418,7 @@ async fn tasks_can_be_cancelled_and_policies_managed() {
             &[
                 ("csrf", &csrf),
                 ("name", "nightly <b>"),
-                ("agentId", &agent),
+                ("agentId", &agent.to_string()),
                 ("kind", "backup"),
                 ("cron", "0 3 * * *"),
                 ("timezone", "Europe/Berlin"),

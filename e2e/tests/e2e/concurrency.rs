@@ -56,7 +56,7 @@ e2e_test!(
             };
             let mut body = body;
             body["name"] = json!(format!("policy-{i}"));
-            body["agentId"] = json!(agent.0);
+            body["agentId"] = json!(agent.id);
             body["schedule"] = json!({"every": "1h"});
             policies.push(
                 api.post("/policies", body).await["id"]
@@ -117,7 +117,7 @@ e2e_test!(
             "maxConcurrentTasks: 1\nmaxConcurrentBackups: 1\ncpuQuotaPercent: 50\nbandwidthLimitMbps: 2\n",
         );
         for i in 0..4 {
-            api.post("/policies", json!({"name": format!("slow-{i}"), "agentId": agent.0, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": "main"})).await;
+            api.post("/policies", json!({"name": format!("slow-{i}"), "agentId": agent.id, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": "main"})).await;
         }
         wait_for(60, "one backup running", || async {
             working(&restic_processes(&marker)).len() == 1
@@ -127,7 +127,7 @@ e2e_test!(
         let before = working(&restic_processes(&marker));
         assert_eq!(before.len(), 1, "the limit holds: {before:?}");
         assert_eq!(before[0].nice, 10, "cpuQuotaPercent 50 -> niceness 10");
-        let (status, _) = api.call(reqwest::Method::PATCH, &format!("/agents/{}/settings", agent.0), Some(json!({"maxConcurrentTasks": 3, "maxConcurrentBackups": 3, "cpuQuotaPercent": 100}))).await;
+        let (status, _) = api.call(reqwest::Method::PATCH, &format!("/agents/{}/settings", agent.id), Some(json!({"maxConcurrentTasks": 3, "maxConcurrentBackups": 3, "cpuQuotaPercent": 100}))).await;
         assert_eq!(status, 200);
         // Within one heartbeat, counted in heartbeats (the agent rewrites diagnostics.json at
         // each): one may have been in flight during the PATCH, the next carries the settings,

@@ -23,7 +23,7 @@ e2e_test!(kill_9_of_the_agent_during_a_backup, |world| async move {
         &[("main", &repo, &pw)],
         "bandwidthLimitMbps: 1\n",
     );
-    api.post("/policies", json!({"name": "big", "agentId": agent.0, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": "main"})).await;
+    api.post("/policies", json!({"name": "big", "agentId": agent.id, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": "main"})).await;
     wait_for(60, "restic running", || async {
         working(&restic_processes(&marker)).len() == 1
     })
@@ -39,7 +39,7 @@ e2e_test!(kill_9_of_the_agent_during_a_backup, |world| async move {
     let (status, _) = api
         .call(
             reqwest::Method::PATCH,
-            &format!("/agents/{}/settings", agent.0),
+            &format!("/agents/{}/settings", agent.id),
             Some(json!({"bandwidthLimitMbps": null})),
         )
         .await;
@@ -83,16 +83,18 @@ e2e_test!(kill_9_of_the_server_under_load, |world| async move {
         "maxConcurrentTasks: 3\nmaxConcurrentBackups: 3\n",
     );
     for i in 0..5 {
-        api.post("/policies", json!({"name": format!("p{i}"), "agentId": agent.0, "kind": "backup", "schedule": {"every": "3s"}, "paths": [data], "repository": "main"})).await;
+        api.post("/policies", json!({"name": format!("p{i}"), "agentId": agent.id, "kind": "backup", "schedule": {"every": "3s"}, "paths": [data], "repository": "main"})).await;
     }
     wait_for(90, "a steady stream of backups", || async {
         api.all("/backup-runs?status=succeeded").await.len() >= 8
     })
     .await;
     server.kill9();
-    // The agent finishes what it holds; its results wait in the outbox.
+    // The agent finishes what it holds; its results wait in the outbox (and it has tried, and
+    // failed, to deliver one).
     wait_for(60, "results waiting in the agent's outbox", || async {
         a.diagnostics()["outbox"].as_u64().unwrap_or(0) > 0
+            && a.log().contains("cannot deliver a result")
     })
     .await;
     server.restart();

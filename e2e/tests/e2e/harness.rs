@@ -7,8 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backup_testkit::TestDatabase;
-use serde_json::{Value, json};
+use backup_core::TenantCreated;
+use backup_testkit::{Auth, Client, Http, TestAgent, TestDatabase};
+use serde_json::Value;
 
 pub(crate) const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
 
@@ -110,44 +111,11 @@ impl World {
 
     /// A directory of `files` files of `size` pseudo-random bytes.
     pub(crate) fn data(&self, name: &str, files: usize, size: usize) -> PathBuf {
-        let dir = self.path(name);
-        std::fs::create_dir_all(&dir).expect("data dir");
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ name.len() as u64;
-        for f in 0..files {
-            let mut bytes = vec![0u8; size];
-            for b in &mut bytes {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
-            }
-            std::fs::write(dir.join(format!("file-{f}.bin")), bytes).expect("file");
-        }
-        dir
+        backup_testkit::random_tree(self.dir.path(), name, files, size)
     }
 }
 
-/// restic on a repository, for setting up and checking from outside the agent.
-pub(crate) fn restic(repo: &Path, password: &Path, cache: &Path) -> Command {
-    let mut c = Command::new("restic");
-    c.env("RESTIC_REPOSITORY", repo)
-        .env("RESTIC_PASSWORD_FILE", password)
-        .env("RESTIC_CACHE_DIR", cache);
-    c
-}
-
-pub(crate) fn snapshots(repo: &Path, password: &Path, cache: &Path) -> Vec<Value> {
-    let out = restic(repo, password, cache)
-        .args(["snapshots", "--json", "--no-lock"])
-        .output()
-        .expect("restic snapshots");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("snapshots json")
-}
+pub(crate) use backup_testkit::{restic_command as restic, snapshots, wait_for};
 
 /// A `backup-server` process.
 pub(crate) struct ServerProc {
@@ -267,64 +235,37 @@ impl Drop for ServerProc {
 
 /// The API as a tenant.
 pub(crate) struct Api {
-    pub(crate) url: String,
-    pub(crate) tenant: String,
-    pub(crate) token: String,
-    http: reqwest::Client,
+    pub(crate) tenant: TenantCreated,
+    pub(crate) client: Client<Http>,
 }
 
 impl Api {
     pub(crate) async fn new(server: &ServerProc) -> Api {
-        let http = reqwest::Client::new();
-        let tenant: Value = http
-            .post(format!("{}/tenants", server.url))
-            .bearer_auth(ADMIN)
-            .json(&json!({"name": "e2e"}))
-            .send()
-            .await
-            .expect("tenant")
-            .json()
-            .await
-            .expect("json");
-        Api {
-            url: server.url.clone(),
-            tenant: tenant["id"].as_str().expect("id").into(),
-            token: tenant["token"].as_str().expect("token").into(),
-            http,
-        }
+        let client = Client::new(Http::new(&server.url));
+        let tenant = client.create_tenant(ADMIN, "e2e").await;
+        Api { tenant, client }
     }
 
     /// The same tenant through another server (a replica).
     pub(crate) fn via(&self, server: &ServerProc) -> Api {
         Api {
-            url: server.url.clone(),
             tenant: self.tenant.clone(),
-            token: self.token.clone(),
-            http: self.http.clone(),
+            client: Client::new(Http::new(&server.url)),
         }
     }
 
+    /// Any call as the tenant: status (0 when the server did not answer) and JSON body.
     pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .header("X-Tenant-ID", &self.tenant);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        match req.send().await {
-            Ok(answer) => {
-                let status = answer.status().as_u16();
-                (status, answer.json().await.unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
-        }
+        let a = self
+            .client
+            .call(method.as_str(), path, &Auth::tenant(&self.tenant), body)
+            .await;
+        (a.status, a.body)
     }
 
     pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
@@ -335,49 +276,12 @@ impl Api {
 
     /// Every item of a list (all pages).
     pub(crate) async fn all(&self, path: &str) -> Vec<Value> {
-        let mut items = Vec::new();
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = match &cursor {
-                Some(c) => format!("{path}{sep}limit=500&cursor={c}"),
-                None => format!("{path}{sep}limit=500"),
-            };
-            let (status, body) = self.call(reqwest::Method::GET, &page, None).await;
-            assert_eq!(status, 200, "GET {page}: {body}");
-            items.extend(body["items"].as_array().cloned().unwrap_or_default());
-            match body["nextCursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return items,
-            }
-        }
+        self.client.all(&self.tenant, path).await
     }
 
-    pub(crate) async fn agent(&self, name: &str) -> (String, String) {
-        let a = self
-            .post("/agents", json!({"name": name, "hostname": name}))
-            .await;
-        (
-            a["id"].as_str().expect("id").into(),
-            a["token"].as_str().expect("token").into(),
-        )
+    pub(crate) async fn agent(&self, name: &str) -> TestAgent {
+        self.client.create_agent(&self.tenant, name).await
     }
-}
-
-/// Polls `check` every 100 ms until it holds or `secs` pass.
-pub(crate) async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {secs} s waiting for {what}");
 }
 
 /// A `backup-agent` process with its YAML configuration.
@@ -395,15 +299,15 @@ pub(crate) fn agent_yaml(
     world: &World,
     name: &str,
     server_url: &str,
-    agent: &(String, String),
+    agent: &TestAgent,
     repositories: &[(&str, &Path, &Path)],
     extra: &str,
 ) -> String {
     let state_dir = world.path(&format!("{name}-state"));
     let mut yaml = format!(
         "orchestratorUrl: {server_url}\npollingIntervalSeconds: 1\nheartbeatIntervalSeconds: 1\nagentId: {}\ntoken: {}\nstateDir: {}\nstopGraceSeconds: 2\nbackoffBaseSeconds: 1\n{extra}repositories:\n",
-        agent.0,
-        agent.1,
+        agent.id,
+        agent.token,
         state_dir.display()
     );
     for (repo, url, password) in repositories {
@@ -422,7 +326,7 @@ impl AgentProc {
         world: &World,
         name: &str,
         server_url: &str,
-        agent: &(String, String),
+        agent: &TestAgent,
         repositories: &[(&str, &Path, &Path)],
         extra: &str,
     ) -> AgentProc {

@@ -83,7 +83,7 @@ async fn both_metrics_endpoints_pass_promtool() {
         &format!("metricsListen: 127.0.0.1:{metrics_port}\n"),
     );
     for (name, repository) in [("good", "main"), ("bad", "no-such-repository")] {
-        api.post("/policies", json!({"name": name, "agentId": agent.0, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": repository})).await;
+        api.post("/policies", json!({"name": name, "agentId": agent.id, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": repository})).await;
     }
     wait_for(90, "one run succeeded and one failed", || async {
         let runs = api.all("/backup-runs").await;

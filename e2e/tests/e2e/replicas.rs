@@ -36,7 +36,7 @@ async fn two_replicas_every_slot_once_no_task_claimed_twice() {
         );
         for j in 0..2 {
             let target = if j == 0 { &api } else { &via_b };
-            target.post("/policies", json!({"name": format!("p{i}-{j}"), "agentId": creds.0, "kind": "backup", "schedule": {"every": "4s"}, "paths": [data], "repository": "main"})).await;
+            target.post("/policies", json!({"name": format!("p{i}-{j}"), "agentId": creds.id, "kind": "backup", "schedule": {"every": "4s"}, "paths": [data], "repository": "main"})).await;
         }
         agents.push(proc);
         repos.push((repo, pw));

@@ -64,8 +64,8 @@ e2e_test!(
             &[("RUST_LOG", "debug"), ("BACKUP_SERVER_DATABASE", &database)],
         );
         let api = Api::new(&server).await;
-        let tenant_id = api.tenant.clone();
-        let tenant_token = api.token.clone();
+        let tenant_id = api.tenant.id.to_string();
+        let tenant_token = api.tenant.token.clone();
         let url = server.url.clone();
 
         // Wrong tokens, a near miss of the real one, a token in the query string.
@@ -134,7 +134,7 @@ e2e_test!(
         let mut a = AgentProc::start_with_yaml(&world, "agent", &yaml, &[("RUST_LOG", "debug")]);
         api.post(
         "/policies",
-        json!({"name": "now", "agentId": agent.0, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": "main"}),
+        json!({"name": "now", "agentId": agent.id, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": "main"}),
     )
     .await;
         wait_for(90, "a backup", || async {
@@ -144,7 +144,7 @@ e2e_test!(
 
         // Agent token rotation: the running agent is shut out, the new token works.
         let rotated = api
-            .post(&format!("/agents/{}/token", agent.0), json!({}))
+            .post(&format!("/agents/{}/token", agent.id), json!({}))
             .await;
         let new_agent_token = rotated["token"].as_str().expect("new token").to_owned();
         wait_for(30, "the agent to be refused", || async {
@@ -152,12 +152,12 @@ e2e_test!(
         })
         .await;
         let heartbeat = |token: String| {
-            http.post(format!("{url}/agents/{}/heartbeat", agent.0))
+            http.post(format!("{url}/agents/{}/heartbeat", agent.id))
                 .bearer_auth(token)
                 .json(&json!({"runningTasks": 0, "queueDepth": 0}))
                 .send()
         };
-        let old = heartbeat(agent.1.clone()).await.expect("heartbeat");
+        let old = heartbeat(agent.token.clone()).await.expect("heartbeat");
         assert_eq!(old.status().as_u16(), 401);
         let new = heartbeat(new_agent_token.clone()).await.expect("heartbeat");
         assert!(new.status().is_success(), "{}", new.status());
@@ -168,7 +168,7 @@ e2e_test!(
         assert_eq!(code, 200, "{body}");
         let new_tenant_token = body["token"].as_str().expect("token").to_owned();
         let deleted = status(
-            http.delete(format!("{url}/agents/{}", agent.0))
+            http.delete(format!("{url}/agents/{}", agent.id))
                 .bearer_auth(&new_tenant_token)
                 .header("X-Tenant-ID", &tenant_id),
         )
@@ -203,7 +203,7 @@ e2e_test!(
             ("the tenant token", &tenant_token),
             ("the rotated tenant token", &new_tenant_token),
             ("a near miss of the tenant token", &near_miss),
-            ("the agent token", &agent.1),
+            ("the agent token", &agent.token),
             ("the rotated agent token", &new_agent_token),
             ("the dashboard session", &session),
             ("the login form's CSRF token", &csrf),
@@ -222,7 +222,12 @@ e2e_test!(
             }
         }
         // Token bodies without their prefix, in case a log line printed a part of one.
-        for token in [&tenant_token, &new_tenant_token, &agent.1, &new_agent_token] {
+        for token in [
+            &tenant_token,
+            &new_tenant_token,
+            &agent.token,
+            &new_agent_token,
+        ] {
             let tail = &token[token.len() - 20..];
             assert!(
                 !server_log.contains(tail) && !agent_log.contains(tail),

@@ -22,7 +22,7 @@ e2e_test!(
             &[("main", &repo, &pw)],
             "",
         );
-        api.post("/policies", json!({"name": "often", "agentId": agent.0, "kind": "backup", "schedule": {"every": "4s"}, "paths": [data], "repository": "main"})).await;
+        api.post("/policies", json!({"name": "often", "agentId": agent.id, "kind": "backup", "schedule": {"every": "4s"}, "paths": [data], "repository": "main"})).await;
         wait_for(90, "three scheduled backups", || async {
             api.all("/backup-runs?status=succeeded").await.len() >= 3
         })
