@@ -10,14 +10,11 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::LazyLock,
 };
 
 use backup_config::{Key, Kind, Loaded, Loader};
-use backup_core::{
-    BACKOFF_BASE_SECONDS_RANGE, BANDWIDTH_RANGE, CONCURRENCY_RANGE, CPU_QUOTA_RANGE,
-    FAILURE_THRESHOLD_RANGE, MAX_BACKOFF_MINUTES_RANGE, MAX_RETRIES_RANGE, Range, SettingsPatch,
-    validate_repository_name,
-};
+use backup_core::{Range, SETTING_FIELDS, SettingsPatch, validate_repository_name};
 use serde::{Deserialize, Serialize};
 
 /// One repository: where it is and how to open it.
@@ -132,7 +129,7 @@ const SECONDS_PER_DAY: Range = Range {
 
 /// Every scalar key the environment may set, with its kind and range (`repositories` stays in
 /// the file: named maps with secrets beside them).
-const KEYS: &[Key] = &[
+const OWN_KEYS: &[Key] = &[
     Key::new(&["orchestratorUrl"], Kind::Text),
     Key::new(&["pollingIntervalSeconds"], Kind::Number(SECONDS_PER_DAY)),
     Key::new(&["heartbeatIntervalSeconds"], Kind::Number(SECONDS_PER_DAY)),
@@ -153,32 +150,25 @@ const KEYS: &[Key] = &[
         &["stopGraceSeconds"],
         Kind::Number(Range { min: 1, max: 3600 }),
     ),
-    Key::new(&["maxConcurrentTasks"], Kind::Number(CONCURRENCY_RANGE)),
-    Key::new(&["maxConcurrentBackups"], Kind::Number(CONCURRENCY_RANGE)),
-    Key::new(&["maxConcurrentChecks"], Kind::Number(CONCURRENCY_RANGE)),
-    Key::new(&["maxConcurrentPrunes"], Kind::Number(CONCURRENCY_RANGE)),
-    Key::new(&["cpuQuotaPercent"], Kind::Number(CPU_QUOTA_RANGE)),
-    Key::new(
-        &["bandwidthLimitMbps"],
-        Kind::NullableNumber(BANDWIDTH_RANGE),
-    ),
-    Key::new(&["maxRetries"], Kind::Number(MAX_RETRIES_RANGE)),
-    Key::new(
-        &["maxBackoffMinutes"],
-        Kind::Number(MAX_BACKOFF_MINUTES_RANGE),
-    ),
-    Key::new(
-        &["backoffBaseSeconds"],
-        Kind::Number(BACKOFF_BASE_SECONDS_RANGE),
-    ),
-    Key::new(
-        &["backoffFailureThreshold"],
-        Kind::Number(FAILURE_THRESHOLD_RANGE),
-    ),
 ];
 
+/// The agent's own keys, then one per setting (its proposals), with the ranges of
+/// [`SETTING_FIELDS`]: the ones the server validates with.
+static KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
+    let settings = SETTING_FIELDS.iter().map(|(name, _, range)| {
+        let path: &'static [&'static str] = std::slice::from_ref(name);
+        if *name == "bandwidthLimitMbps" {
+            Key::new(path, Kind::NullableNumber(*range))
+        } else {
+            Key::new(path, Kind::Number(*range))
+        }
+    });
+    OWN_KEYS.iter().copied().chain(settings).collect()
+});
+
 /// The agent's loader: `BACKUP_AGENT_` + the key.
-pub(crate) const LOADER: Loader = Loader::new("BACKUP_AGENT_", KEYS);
+pub(crate) static LOADER: LazyLock<Loader> =
+    LazyLock::new(|| Loader::new("BACKUP_AGENT_", KEYS.as_slice()));
 
 /// `BACKUP_AGENT_` + the key in upper snake case (`maxConcurrentTasks` ->
 /// `BACKUP_AGENT_MAX_CONCURRENT_TASKS`).

@@ -231,7 +231,7 @@ impl PermanentReason {
 }
 
 macro_rules! wire_enum_text {
-    ($ty:ty, $what:literal, [$($variant:expr),+ $(,)?]) => {
+    ($ty:ty, $what:literal, $all:expr) => {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())
@@ -241,47 +241,18 @@ macro_rules! wire_enum_text {
         impl FromStr for $ty {
             type Err = Error;
             fn from_str(s: &str) -> Result<Self, Error> {
-                [$($variant),+]
-                    .into_iter()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| {
-                        let names: Vec<&str> = [$($variant),+].iter().map(|v| v.as_str()).collect();
-                        Error::invalid($what, s, format!("one of {}", names.join(", ")))
-                    })
+                $all.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let names: Vec<&str> = $all.iter().map(|v| v.as_str()).collect();
+                    Error::invalid($what, s, format!("one of {}", names.join(", ")))
+                })
             }
         }
     };
 }
 
-wire_enum_text!(
-    TaskKind,
-    "kind",
-    [TaskKind::Backup, TaskKind::Check, TaskKind::Prune]
-);
-wire_enum_text!(
-    TaskStatus,
-    "status",
-    [
-        TaskStatus::Pending,
-        TaskStatus::Claimed,
-        TaskStatus::Running,
-        TaskStatus::Succeeded,
-        TaskStatus::FailedPermanently,
-        TaskStatus::Cancelled,
-    ]
-);
-wire_enum_text!(
-    RunStatus,
-    "status",
-    [
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Partial,
-        RunStatus::Failed,
-        RunStatus::Interrupted,
-        RunStatus::Cancelled,
-    ]
-);
+wire_enum_text!(TaskKind, "kind", TaskKind::ALL);
+wire_enum_text!(TaskStatus, "status", TaskStatus::ALL);
+wire_enum_text!(RunStatus, "status", RunStatus::ALL);
 wire_enum_text!(
     PermanentReason,
     "permanentReason",

@@ -91,6 +91,18 @@ impl PageRequest {
         }
     }
 
+    /// The page of `rows` (fetched with [`PageRequest::fetch_limit`]): each made a view, the
+    /// cursor from the key of the last row kept.
+    pub(crate) fn page_of<R, T>(
+        &self,
+        rows: &[R],
+        key: impl Fn(&R) -> Cursor,
+        view: impl Fn(&R) -> Result<T>,
+    ) -> Result<Page<T>> {
+        let items = rows.iter().map(view).collect::<Result<Vec<_>>>()?;
+        Ok(self.finish(items, rows.iter().map(key).collect()))
+    }
+
     /// Cuts the extra row off and makes the cursor from the last item kept.
     pub(crate) fn finish<T>(&self, mut items: Vec<T>, mut keys: Vec<Cursor>) -> Page<T> {
         let size = self.size() as usize;

@@ -117,6 +117,17 @@ pub struct ResultAnswer {
     pub replayed: bool,
 }
 
+impl ResultAnswer {
+    /// A result decided now (not a repeat).
+    pub(crate) fn decided(task: TaskView, retried: bool) -> Self {
+        Self {
+            task,
+            retried,
+            replayed: false,
+        }
+    }
+}
+
 /// Filters of `GET /policies`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyFilter {

@@ -11,7 +11,7 @@ use backup_core::{
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use crate::{Result, StoreConfig, StoreError, ts::Ts};
+use crate::{Result, StoreConfig, StoreError, cursor::Cursor, ts::Ts};
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("stored {what} is unreadable: {detail}"))
@@ -46,17 +46,8 @@ pub(crate) struct AgentRow {
     pub id: Uuid,
     pub name: String,
     pub hostname: String,
-    pub max_concurrent_tasks: Option<i32>,
-    pub max_concurrent_backups: Option<i32>,
-    pub max_concurrent_checks: Option<i32>,
-    pub max_concurrent_prunes: Option<i32>,
-    pub cpu_quota_percent: Option<i32>,
-    pub bandwidth_limit_mbps: Option<i32>,
-    pub max_retries: i32,
-    pub max_backoff_minutes: i32,
-    pub backoff_base_seconds: i32,
-    pub backoff_failure_threshold: i32,
-    pub settings_source: String,
+    #[sqlx(flatten)]
+    pub settings: SettingsColumns,
     pub agent_version: Option<String>,
     pub restic_version: Option<String>,
     pub last_heartbeat_at: Option<Ts>,
@@ -69,7 +60,7 @@ pub(crate) struct AgentRow {
 }
 
 /// An agent's settings columns (`$p` is the table's qualifier, `"a."` or `""`). Rows older
-/// than the seed's migrations may hold NULLs; [`settings_of`] fills them from
+/// than the seed's migrations may hold NULLs; [`SettingsColumns::settings`] fills them from
 /// `Settings::default()`, the one place the defaults live.
 macro_rules! settings_columns {
     ($p:literal) => {
@@ -128,6 +119,14 @@ pub(crate) use agent_columns;
 /// cancelled task waits to be told.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SettingsRow {
+    #[sqlx(flatten)]
+    pub settings: SettingsColumns,
+    pub pending_cancels: i64,
+}
+
+/// An agent's settings columns ([`settings_columns`]) and where the settings come from.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SettingsColumns {
     pub max_concurrent_tasks: Option<i32>,
     pub max_concurrent_backups: Option<i32>,
     pub max_concurrent_checks: Option<i32>,
@@ -139,85 +138,37 @@ pub(crate) struct SettingsRow {
     pub backoff_base_seconds: i32,
     pub backoff_failure_threshold: i32,
     pub settings_source: String,
-    pub pending_cancels: i64,
 }
 
-impl SettingsRow {
+impl SettingsColumns {
+    /// The settings; a NULL (a row from before the seed's migrations) takes the default.
     pub(crate) fn settings(&self) -> Settings {
-        settings_of(
-            [
-                self.max_concurrent_tasks,
-                self.max_concurrent_backups,
-                self.max_concurrent_checks,
-                self.max_concurrent_prunes,
-                self.cpu_quota_percent,
-            ],
-            self.bandwidth_limit_mbps,
-            [
-                self.max_retries,
-                self.max_backoff_minutes,
-                self.backoff_base_seconds,
-                self.backoff_failure_threshold,
-            ],
-        )
+        let d = Settings::default();
+        let or = |v: Option<i32>, default: u32| v.map_or(default, unsigned);
+        Settings {
+            max_concurrent_tasks: or(self.max_concurrent_tasks, d.max_concurrent_tasks),
+            max_concurrent_backups: or(self.max_concurrent_backups, d.max_concurrent_backups),
+            max_concurrent_checks: or(self.max_concurrent_checks, d.max_concurrent_checks),
+            max_concurrent_prunes: or(self.max_concurrent_prunes, d.max_concurrent_prunes),
+            cpu_quota_percent: or(self.cpu_quota_percent, d.cpu_quota_percent),
+            bandwidth_limit_mbps: self.bandwidth_limit_mbps.map(unsigned),
+            max_retries: unsigned(self.max_retries),
+            max_backoff_minutes: unsigned(self.max_backoff_minutes),
+            backoff_base_seconds: unsigned(self.backoff_base_seconds),
+            backoff_failure_threshold: unsigned(self.backoff_failure_threshold),
+        }
     }
 
     pub(crate) fn source(&self) -> Result<SettingsSource> {
-        source_of(&self.settings_source)
-    }
-}
-
-/// Settings from their columns, in [`settings_columns`]'s order; a NULL (a row from before the
-/// seed's migrations) takes the default.
-fn settings_of(limits: [Option<i32>; 5], bandwidth: Option<i32>, retry: [i32; 4]) -> Settings {
-    let d = Settings::default();
-    let or = |v: Option<i32>, default: u32| v.map_or(default, unsigned);
-    Settings {
-        max_concurrent_tasks: or(limits[0], d.max_concurrent_tasks),
-        max_concurrent_backups: or(limits[1], d.max_concurrent_backups),
-        max_concurrent_checks: or(limits[2], d.max_concurrent_checks),
-        max_concurrent_prunes: or(limits[3], d.max_concurrent_prunes),
-        cpu_quota_percent: or(limits[4], d.cpu_quota_percent),
-        bandwidth_limit_mbps: bandwidth.map(unsigned),
-        max_retries: unsigned(retry[0]),
-        max_backoff_minutes: unsigned(retry[1]),
-        backoff_base_seconds: unsigned(retry[2]),
-        backoff_failure_threshold: unsigned(retry[3]),
-    }
-}
-
-fn source_of(text: &str) -> Result<SettingsSource> {
-    match text {
-        "agent" => Ok(SettingsSource::Agent),
-        "api" => Ok(SettingsSource::Api),
-        other => Err(corrupt("settings source", other)),
+        match self.settings_source.as_str() {
+            "agent" => Ok(SettingsSource::Agent),
+            "api" => Ok(SettingsSource::Api),
+            other => Err(corrupt("settings source", other)),
+        }
     }
 }
 
 impl AgentRow {
-    pub(crate) fn settings(&self) -> Settings {
-        settings_of(
-            [
-                self.max_concurrent_tasks,
-                self.max_concurrent_backups,
-                self.max_concurrent_checks,
-                self.max_concurrent_prunes,
-                self.cpu_quota_percent,
-            ],
-            self.bandwidth_limit_mbps,
-            [
-                self.max_retries,
-                self.max_backoff_minutes,
-                self.backoff_base_seconds,
-                self.backoff_failure_threshold,
-            ],
-        )
-    }
-
-    pub(crate) fn source(&self) -> Result<SettingsSource> {
-        source_of(&self.settings_source)
-    }
-
     pub(crate) fn repository_backoffs(&self) -> Result<Vec<RepositoryBackoffView>> {
         from_json("backoff repositories", &self.backoff_repositories)
     }
@@ -240,8 +191,8 @@ impl AgentRow {
             hostname: self.hostname.clone(),
             status: inputs.status(),
             last_heartbeat_at: inputs.last_heartbeat_at,
-            settings: self.settings(),
-            settings_source: self.source()?,
+            settings: self.settings.settings(),
+            settings_source: self.settings.source()?,
             running_tasks: unsigned(self.running_tasks),
             queue_depth,
             backoff_until,
@@ -280,6 +231,14 @@ pub(crate) const POLICY_COLUMNS: &str = "p.id, p.agent_id, p.name, p.kind, p.sch
     p.max_task_retries, p.timeout_minutes, p.enabled, p.next_due_at, p.created_at, p.updated_at";
 
 impl PolicyRow {
+    /// Its key in the newest-first lists.
+    pub(crate) fn key(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+
     pub(crate) fn spec(&self) -> Result<PolicySpec> {
         Ok(PolicySpec {
             name: self.name.clone(),
@@ -347,6 +306,14 @@ pub(crate) const TASK_COLUMNS: &str = "t.id, t.policy_id, t.agent_id, t.kind, t.
     t.last_error, t.slot, t.lease_expires_at, t.created_at, t.updated_at";
 
 impl TaskRow {
+    /// Its key in the newest-first lists.
+    pub(crate) fn key(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+
     pub(crate) fn status(&self) -> Result<TaskStatus> {
         parse("task status", &self.status)
     }
@@ -409,6 +376,14 @@ pub(crate) const RUN_COLUMNS: &str = "r.id, r.task_id, r.policy_id, r.agent_id, 
     r.duration_ms, r.exit_code, r.error, r.error_kind, r.late, r.failed_permanently, r.created_at";
 
 impl RunRow {
+    /// Its key in the newest-first lists.
+    pub(crate) fn key(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+
     pub(crate) fn view(&self) -> Result<BackupRunView> {
         Ok(BackupRunView {
             id: BackupRunId::from_uuid(self.id),

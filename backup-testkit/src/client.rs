@@ -85,6 +85,22 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// An answer from its status, its headers and its body's bytes.
+    pub fn new<'h>(
+        status: u16,
+        headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+        bytes: &[u8],
+    ) -> Self {
+        Self {
+            status,
+            body: serde_json::from_slice(bytes).unwrap_or_default(),
+            headers: headers
+                .map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v).into_owned()))
+                .collect(),
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+
     /// The error body's `code`.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or_default()
@@ -350,23 +366,13 @@ mod http {
             match req.send().await {
                 Ok(answer) => {
                     let status = answer.status().as_u16();
-                    let headers = answer
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.as_str().to_owned(),
-                                v.to_str().unwrap_or_default().to_owned(),
-                            )
-                        })
-                        .collect();
+                    let headers = answer.headers().clone();
                     let bytes = answer.bytes().await.unwrap_or_default();
-                    Answer {
+                    Answer::new(
                         status,
-                        body: serde_json::from_slice(&bytes).unwrap_or_default(),
-                        headers,
-                        text: String::from_utf8_lossy(&bytes).into_owned(),
-                    }
+                        headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+                        &bytes,
+                    )
                 }
                 Err(e) => Answer {
                     status: 0,
@@ -414,28 +420,18 @@ mod router {
                 .await
                 .expect("infallible");
             let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        v.to_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect();
+            let headers = response.headers().clone();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
                 .expect("a body")
                 .to_bytes();
-            Answer {
+            Answer::new(
                 status,
-                body: serde_json::from_slice(&bytes).unwrap_or_default(),
-                headers,
-                text: String::from_utf8_lossy(&bytes).into_owned(),
-            }
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
+                &bytes,
+            )
         }
     }
 }

@@ -15,15 +15,11 @@ impl Pools {
         let id = AgentId::new();
         let token = token::generate(TokenKind::Agent)?;
         let now = ctx.now();
-        let d = Settings::default();
         let mut tx = self.write().await?;
         let inserted = sqlx::query(
             "INSERT INTO agents (id, tenant_id, name, hostname, token_hash, created_at, \
-             max_concurrent_tasks, max_concurrent_backups, max_concurrent_checks, \
-             max_concurrent_prunes, cpu_quota_percent, bandwidth_limit_mbps, max_retries, \
-             max_backoff_minutes, backoff_base_seconds, backoff_failure_threshold, \
              running_tasks, queue_depth, pending_retries) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 0, 0, 0)",
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0)",
         )
         .bind(*id.as_uuid())
         .bind(*tenant.as_uuid())
@@ -31,16 +27,6 @@ impl Pools {
         .bind(&body.hostname)
         .bind(token::hash(&token))
         .bind(now)
-        .bind(i32_of(d.max_concurrent_tasks))
-        .bind(i32_of(d.max_concurrent_backups))
-        .bind(i32_of(d.max_concurrent_checks))
-        .bind(i32_of(d.max_concurrent_prunes))
-        .bind(i32_of(d.cpu_quota_percent))
-        .bind(opt_i32(d.bandwidth_limit_mbps))
-        .bind(i32_of(d.max_retries))
-        .bind(i32_of(d.max_backoff_minutes))
-        .bind(i32_of(d.backoff_base_seconds))
-        .bind(i32_of(d.backoff_failure_threshold))
         .execute(&mut *tx)
         .await;
         if let Err(e) = &inserted
@@ -49,6 +35,14 @@ impl Pools {
             return Err(StoreError::NotFound("tenant"));
         }
         inserted?;
+        store_settings(
+            &mut *tx,
+            *id.as_uuid(),
+            &Settings::default(),
+            SettingsSource::Agent,
+            None,
+        )
+        .await?;
         let row = agent_row(&mut tx, *id.as_uuid(), now).await?;
         tx.commit().await?;
         Ok(AgentCreated {
@@ -231,25 +225,32 @@ impl Pools {
             return Err(StoreError::NotFound("agent"));
         }
         let row = agent_row(&mut tx, *agent.as_uuid(), now).await?;
-        let settings = row.settings().apply(patch)?;
-        store_settings(&mut *tx, *agent.as_uuid(), &settings, None).await?;
+        let settings = row.settings.settings().apply(patch)?;
+        store_settings(
+            &mut *tx,
+            *agent.as_uuid(),
+            &settings,
+            SettingsSource::Api,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         Ok(settings)
     }
 }
 
-/// Writes `s`; with `only_while` set, only if the agent's source still is that one (a PATCH
-/// wins over a proposal that raced it). Returns whether the row was written.
+/// Writes `s` as coming from `source`; with `only_while` set, only if the agent's source still
+/// is that one (a PATCH wins over a proposal that raced it). Returns whether the row was written.
 pub(super) async fn store_settings<'e, E>(
     executor: E,
     agent: Uuid,
     s: &Settings,
+    source: SettingsSource,
     only_while: Option<SettingsSource>,
 ) -> Result<bool>
 where
     E: sqlx::Executor<'e, Database = Db>,
 {
-    let source = only_while.unwrap_or(SettingsSource::Api);
     let done = sqlx::query(
         "UPDATE agents SET max_concurrent_tasks = $2, max_concurrent_backups = $3, \
          max_concurrent_checks = $4, max_concurrent_prunes = $5, cpu_quota_percent = $6, \
@@ -287,7 +288,7 @@ pub(super) async fn agent_settings(tx: &mut Tx, agent: Uuid) -> Result<Settings>
         .bind(Ts::new(DateTime::<Utc>::UNIX_EPOCH))
         .fetch_one(&mut **tx)
         .await?;
-    Ok(row.settings())
+    Ok(row.settings.settings())
 }
 
 pub(super) async fn ensure_tenant_agent(

@@ -56,7 +56,7 @@ impl Pools {
             .fetch_optional(pool)
             .await?
             .ok_or(StoreError::NotFound("agent"))?;
-        let current = row.settings();
+        let current = row.settings.settings();
         if reports_backoff {
             // Clamped to maxBackoffMinutes from now, replacing the previous state.
             let (agent_until, repositories) = backoff_state(hb, &current, now.get());
@@ -77,14 +77,19 @@ impl Pools {
             .await?;
         }
         let mut settings = current;
-        if row.source()? == SettingsSource::Agent
+        if row.settings.source()? == SettingsSource::Agent
             && let Some(proposal) = &hb.proposed_settings
         {
             match current.apply(proposal) {
                 Ok(adopted) if adopted != current => {
-                    let done =
-                        store_settings(pool, agent_uuid, &adopted, Some(SettingsSource::Agent))
-                            .await?;
+                    let done = store_settings(
+                        pool,
+                        agent_uuid,
+                        &adopted,
+                        SettingsSource::Agent,
+                        Some(SettingsSource::Agent),
+                    )
+                    .await?;
                     if done {
                         settings = adopted;
                     }

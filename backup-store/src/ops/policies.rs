@@ -15,31 +15,17 @@ impl Pools {
         let mut tx = self.write().await?;
         ensure_tenant_agent(&mut tx, tenant, spec.agent_id).await?;
         let next_due = spec.enabled.then(|| Ts::new(schedule.first_due(now.get())));
-        sqlx::query(
-            "INSERT INTO policies (id, tenant_id, agent_id, name, kind, created_at, updated_at, \
-             max_task_retries, schedule_every, schedule_cron, timezone, paths, excludes, \
-             repository, retention, timeout_minutes, enabled, next_due_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(*id.as_uuid())
-        .bind(*tenant.as_uuid())
-        .bind(*spec.agent_id.as_uuid())
-        .bind(&spec.name)
-        .bind(spec.kind.as_str())
-        .bind(now)
-        .bind(opt_i32(spec.max_task_retries))
-        .bind(spec.schedule.every.as_deref())
-        .bind(spec.schedule.cron.as_deref())
-        .bind(spec.schedule.timezone.as_deref())
-        .bind(to_json(&spec.paths))
-        .bind(to_json(&spec.excludes))
-        .bind(&spec.repository)
-        .bind(spec.retention.as_ref().map(to_json))
-        .bind(opt_i32(spec.timeout_minutes))
-        .bind(spec.enabled)
-        .bind(next_due)
-        .execute(&mut *tx)
-        .await?;
+        let sql = format!(
+            "INSERT INTO policies (id, tenant_id, created_at, updated_at, next_due_at, {SPEC_COLUMNS}) \
+             VALUES ($1, $2, $3, $3, $4, {})",
+            placeholders(5, SPEC_FIELDS)
+        );
+        let q = sqlx::query(AssertSqlSafe(sql))
+            .bind(*id.as_uuid())
+            .bind(*tenant.as_uuid())
+            .bind(now)
+            .bind(next_due);
+        bind_spec(q, spec).execute(&mut *tx).await?;
         let view = policy_row(&mut tx, tenant, *id.as_uuid()).await?.view()?;
         tx.commit().await?;
         Ok(view)
@@ -84,18 +70,7 @@ impl Pools {
             .bind(page.fetch_limit())
             .fetch_all(self.read())
             .await?;
-        let keys = rows
-            .iter()
-            .map(|r| Cursor {
-                at: r.created_at,
-                id: r.id,
-            })
-            .collect();
-        let items = rows
-            .iter()
-            .map(PolicyRow::view)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page.finish(items, keys))
+        page.page_of(&rows, PolicyRow::key, PolicyRow::view)
     }
 
     pub(crate) async fn update_policy(
@@ -121,30 +96,16 @@ impl Pools {
         } else {
             row.next_due_at
         };
-        sqlx::query(
-            "UPDATE policies SET agent_id = $2, name = $3, kind = $4, max_task_retries = $5, \
-             schedule_every = $6, schedule_cron = $7, timezone = $8, paths = $9, excludes = $10, \
-             repository = $11, retention = $12, timeout_minutes = $13, enabled = $14, \
-             next_due_at = $15, updated_at = $16 WHERE id = $1",
-        )
-        .bind(row.id)
-        .bind(*spec.agent_id.as_uuid())
-        .bind(&spec.name)
-        .bind(spec.kind.as_str())
-        .bind(opt_i32(spec.max_task_retries))
-        .bind(spec.schedule.every.as_deref())
-        .bind(spec.schedule.cron.as_deref())
-        .bind(spec.schedule.timezone.as_deref())
-        .bind(to_json(&spec.paths))
-        .bind(to_json(&spec.excludes))
-        .bind(&spec.repository)
-        .bind(spec.retention.as_ref().map(to_json))
-        .bind(opt_i32(spec.timeout_minutes))
-        .bind(spec.enabled)
-        .bind(next_due)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let sql = format!(
+            "UPDATE policies SET updated_at = $2, next_due_at = $3, ({SPEC_COLUMNS}) = ({}) \
+             WHERE id = $1",
+            placeholders(4, SPEC_FIELDS)
+        );
+        let q = sqlx::query(AssertSqlSafe(sql))
+            .bind(row.id)
+            .bind(now)
+            .bind(next_due);
+        bind_spec(q, &spec).execute(&mut *tx).await?;
         let view = policy_row(&mut tx, tenant, row.id).await?.view()?;
         tx.commit().await?;
         Ok(view)
@@ -230,6 +191,31 @@ impl Pools {
         tx.commit().await?;
         Ok(view)
     }
+}
+
+/// The columns a [`PolicySpec`] is stored in, in [`bind_spec`]'s order.
+const SPEC_COLUMNS: &str = "agent_id, name, kind, max_task_retries, schedule_every, \
+    schedule_cron, timezone, paths, excludes, repository, retention, timeout_minutes, enabled";
+const SPEC_FIELDS: usize = 13;
+
+/// Binds a policy's fields, in [`SPEC_COLUMNS`]'s order.
+fn bind_spec<'q>(
+    q: sqlx::query::Query<'q, Db, Args>,
+    spec: &'q PolicySpec,
+) -> sqlx::query::Query<'q, Db, Args> {
+    q.bind(*spec.agent_id.as_uuid())
+        .bind(&spec.name)
+        .bind(spec.kind.as_str())
+        .bind(opt_i32(spec.max_task_retries))
+        .bind(spec.schedule.every.as_deref())
+        .bind(spec.schedule.cron.as_deref())
+        .bind(spec.schedule.timezone.as_deref())
+        .bind(to_json(&spec.paths))
+        .bind(to_json(&spec.excludes))
+        .bind(&spec.repository)
+        .bind(spec.retention.as_ref().map(to_json))
+        .bind(opt_i32(spec.timeout_minutes))
+        .bind(spec.enabled)
 }
 
 async fn policy_row(tx: &mut Tx, tenant: TenantId, policy: Uuid) -> Result<PolicyRow> {

@@ -48,6 +48,12 @@ async fn record_result(
     let now = ctx.now();
     let attempt = i32_of(report.attempt);
     let task = task_for_update(tx, task_id, agent).await?;
+    let received = Received {
+        task: &task,
+        attempt,
+        report,
+        now,
+    };
     let run = sqlx::query_as::<_, RunState>(
         "SELECT status, result_at, answer, answer_stale FROM backup_runs WHERE task_id = $1 AND attempt = $2",
     )
@@ -90,21 +96,16 @@ async fn record_result(
         let view = task.view()?;
         write_run(
             tx,
-            &task,
-            attempt,
-            report,
-            RunStatus::Cancelled,
-            false,
-            false,
-            now,
-            Some(&view),
+            &received,
+            Closing {
+                status: RunStatus::Cancelled,
+                late: false,
+                failed_permanently: false,
+                answer: Some(&view),
+            },
         )
         .await?;
-        return Ok(Recorded::Answer(ResultAnswer {
-            task: view,
-            retried: false,
-            replayed: false,
-        }));
+        return Ok(Recorded::Answer(ResultAnswer::decided(view, false)));
     }
 
     match run_status {
@@ -123,32 +124,26 @@ async fn record_result(
                 let view = task_by_id(tx, task.id).await?.view()?;
                 write_run(
                     tx,
-                    &task,
-                    attempt,
-                    report,
-                    report.outcome.into(),
-                    true,
-                    false,
-                    now,
-                    Some(&view),
+                    &received,
+                    Closing {
+                        status: report.outcome.into(),
+                        late: true,
+                        failed_permanently: false,
+                        answer: Some(&view),
+                    },
                 )
                 .await?;
-                return Ok(Recorded::Answer(ResultAnswer {
-                    task: view,
-                    retried: false,
-                    replayed: false,
-                }));
+                return Ok(Recorded::Answer(ResultAnswer::decided(view, false)));
             }
             write_run(
                 tx,
-                &task,
-                attempt,
-                report,
-                report.outcome.into(),
-                true,
-                false,
-                now,
-                None,
+                &received,
+                Closing {
+                    status: report.outcome.into(),
+                    late: true,
+                    failed_permanently: false,
+                    answer: None,
+                },
             )
             .await?;
             return Ok(Recorded::Stale(task.view()?));
@@ -212,36 +207,50 @@ async fn record_result(
     let view = task_by_id(tx, task.id).await?.view()?;
     write_run(
         tx,
-        &task,
-        attempt,
-        report,
-        report.outcome.into(),
-        false,
-        failed_permanently,
-        now,
-        Some(&view),
+        &received,
+        Closing {
+            status: report.outcome.into(),
+            late: false,
+            failed_permanently,
+            answer: Some(&view),
+        },
     )
     .await?;
-    Ok(Recorded::Answer(ResultAnswer {
-        task: view,
-        retried,
-        replayed: false,
-    }))
+    Ok(Recorded::Answer(ResultAnswer::decided(view, retried)))
 }
 
-/// Fills a run with the agent's result. `answer` is the task view answered (None: stale).
-#[allow(clippy::too_many_arguments)]
-async fn write_run(
-    tx: &mut Tx,
-    task: &TaskRow,
+/// One attempt's result as it arrived: the task it is for, the attempt, the report, when.
+struct Received<'a> {
+    task: &'a TaskRow,
     attempt: i32,
-    report: &AttemptReport,
+    report: &'a AttemptReport,
+    now: Ts,
+}
+
+/// How the run of an attempt is closed.
+struct Closing<'a> {
     status: RunStatus,
+    /// The attempt had been closed as "agent lost" before.
     late: bool,
     failed_permanently: bool,
-    now: Ts,
-    answer: Option<&TaskView>,
-) -> Result<()> {
+    /// The task view answered (None: a stale answer).
+    answer: Option<&'a TaskView>,
+}
+
+/// Fills a run with the agent's result.
+async fn write_run(tx: &mut Tx, received: &Received<'_>, closing: Closing<'_>) -> Result<()> {
+    let Received {
+        task,
+        attempt,
+        report,
+        now,
+    } = *received;
+    let Closing {
+        status,
+        late,
+        failed_permanently,
+        answer,
+    } = closing;
     let duration_ms = match (report.started_at, report.finished_at) {
         (Some(s), Some(f)) => Some((f - s).num_milliseconds().max(0)),
         _ => None,

@@ -90,15 +90,7 @@ impl Pools {
             .bind(page.fetch_limit())
             .fetch_all(self.read())
             .await?;
-        let keys = rows
-            .iter()
-            .map(|r| Cursor {
-                at: r.created_at,
-                id: r.id,
-            })
-            .collect();
-        let items = rows.iter().map(TaskRow::view).collect::<Result<Vec<_>>>()?;
-        Ok(page.finish(items, keys))
+        page.page_of(&rows, TaskRow::key, TaskRow::view)
     }
 
     pub(crate) async fn list_backup_runs(
@@ -126,14 +118,6 @@ impl Pools {
             .bind(page.fetch_limit())
             .fetch_all(self.read())
             .await?;
-        let keys = rows
-            .iter()
-            .map(|r| Cursor {
-                at: r.created_at,
-                id: r.id,
-            })
-            .collect();
-        let items = rows.iter().map(RunRow::view).collect::<Result<Vec<_>>>()?;
-        Ok(page.finish(items, keys))
+        page.page_of(&rows, RunRow::key, RunRow::view)
     }
 }

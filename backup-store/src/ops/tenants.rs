@@ -28,11 +28,7 @@ impl Pools {
         tenant: TenantId,
         presented: &str,
     ) -> Result<bool> {
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT token_hash FROM tenants WHERE id = $1")
-                .bind(*tenant.as_uuid())
-                .fetch_optional(self.read())
-                .await?;
+        let stored = self.tenant_token_hash(tenant).await?;
         Ok(stored.is_some_and(|h| token::matches(presented, &h)))
     }
 
@@ -41,12 +37,17 @@ impl Pools {
         tenant: TenantId,
         hash: &str,
     ) -> Result<bool> {
-        let stored: Option<String> =
+        let stored = self.tenant_token_hash(tenant).await?;
+        Ok(stored.is_some_and(|h| token::same_hash(&h, hash)))
+    }
+
+    async fn tenant_token_hash(&self, tenant: TenantId) -> Result<Option<String>> {
+        Ok(
             sqlx::query_scalar("SELECT token_hash FROM tenants WHERE id = $1")
                 .bind(*tenant.as_uuid())
                 .fetch_optional(self.read())
-                .await?;
-        Ok(stored.is_some_and(|h| token::same_hash(&h, hash)))
+                .await?,
+        )
     }
 
     pub(crate) async fn rotate_tenant_token(&self, tenant: TenantId) -> Result<String> {
