@@ -1,5 +1,5 @@
 //! How the agent reaches the server: a small trait, so an embedder can swap the transport (a
-//! message bus, an in-process call), and the HTTP implementation of DESIGN §3.
+//! message bus, an in-process call), and the HTTP implementation.
 
 use std::time::Duration;
 

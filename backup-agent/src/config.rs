@@ -1,4 +1,4 @@
-//! The agent's configuration: the seed's `agent.yaml` keys and DESIGN §3a's, from a YAML file
+//! The agent's configuration: the seed's `agent.yaml` keys and the agent's own, from a YAML file
 //! (`--config`), then `BACKUP_AGENT_*` environment variables, then defaults.
 //!
 //! The settings keys (`maxConcurrentTasks` ...) are *proposals*: the agent sends them in its

@@ -1,4 +1,4 @@
-//! The agent's Prometheus metrics (names of DESIGN §3a).
+//! The agent's Prometheus metrics .
 
 use std::sync::atomic::AtomicI64;
 

@@ -1,4 +1,4 @@
-//! The JSON bodies of the HTTP API (DESIGN §3): camelCase, RFC 3339 UTC timestamps, UUID ids.
+//! The JSON bodies of the HTTP API: camelCase, RFC 3339 UTC timestamps, UUID ids.
 //!
 //! These types accept unknown fields, as agent routes must (rolling upgrades: a newer agent may
 //! send more). The server rejects unknown fields on tenant routes before a body reaches them.

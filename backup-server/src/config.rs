@@ -78,7 +78,7 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// `limits.*`: protection against floods and slow clients (beyond DESIGN §3a; documented in
+/// `limits.*`: protection against floods and slow clients (documented in
 /// the README).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]

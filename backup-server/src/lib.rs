@@ -1,6 +1,6 @@
 //! # backup-server: the orchestrator
 //!
-//! The multi-tenant HTTP API of DESIGN §3 and a scheduler that respects agent capacity, over
+//! The multi-tenant HTTP API (its OpenAPI document is served at `/openapi.json`) and a scheduler that respects agent capacity, over
 //! [`backup_store::Store`]. Embed it ([`app`] gives the axum `Router`; [`Server::start`] runs it
 //! with its scheduler on a socket) or run the `backup-server` binary.
 //!

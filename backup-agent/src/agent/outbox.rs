@@ -63,7 +63,7 @@ impl Agent {
                     self.settled(&entry.report, &view);
                 }
                 Err(ClientError::Unreadable(e)) => {
-                    // Any 2xx settles a result (DESIGN §3): the server has it.
+                    // Any 2xx settles a result: the server has it.
                     tracing::warn!(task = %entry.task_id, attempt = entry.report.attempt, error = %e, "the server accepted a result but its answer could not be read; it leaves the outbox");
                     self.persist_lazily(|s| {
                         s.state

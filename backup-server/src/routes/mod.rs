@@ -1,4 +1,4 @@
-//! The router: every route of DESIGN §3, the operational endpoints, and the layers around them
+//! The router: every route of the API, the operational endpoints, and the layers around them
 //! (body limit, timeout, request ids, tracing without secrets, metrics, JSON 404 / 405).
 
 mod agents;
