@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quotas through the real agent : the upload rate restic reaches under
+# Quotas through the real agent: the upload rate restic reaches under
 # bandwidthLimitMbps, and the CPU restic gets under cpuQuotaPercent, idle and beside two
 # busy loops at nice 0. Each case backs up into a fresh repository (no deduplication).
 # The agent runs restic through a wrapper that records restic's wall, user and system time, the
