@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use backup_core::{
-    AgentCreated, AgentId, ClaimRequest, ClaimedTask, CreateAgent, Heartbeat, ManualClock,
-    PolicySpec, PolicyView, ScheduleSpec, TaskKind, TenantCreated,
+    AgentCreated, AgentId, ClaimRequest, ClaimedTask, CreateAgent, Heartbeat, HeartbeatAnswer,
+    ManualClock, PolicyId, PolicySpec, PolicyView, RepositoryBackoff, TaskId, TaskStatus,
+    TenantCreated, TenantId,
 };
 use backup_store::{Store, StoreConfig};
 use backup_testkit::TestDatabase;
@@ -95,12 +96,17 @@ impl Env {
             .expect("agent")
     }
 
+    /// The agent's `heartbeat`; the store's answer.
+    pub(crate) async fn heartbeat(&self, agent: AgentId, heartbeat: &Heartbeat) -> HeartbeatAnswer {
+        self.store
+            .heartbeat(agent, heartbeat)
+            .await
+            .expect("heartbeat")
+    }
+
     /// A heartbeat with nothing to report: the agent is online.
     pub(crate) async fn online(&self, agent: AgentId) {
-        self.store
-            .heartbeat(agent, &Heartbeat::default())
-            .await
-            .expect("heartbeat");
+        self.heartbeat(agent, &Heartbeat::default()).await;
     }
 
     pub(crate) async fn policy(&self, tenant: &TenantCreated, spec: PolicySpec) -> PolicyView {
@@ -108,6 +114,28 @@ impl Env {
             .create_policy(tenant.id, &spec)
             .await
             .expect("policy")
+    }
+
+    /// When the policy is due next.
+    pub(crate) async fn next_due_at(
+        &self,
+        tenant: TenantId,
+        policy: PolicyId,
+    ) -> Option<DateTime<Utc>> {
+        self.store
+            .get_policy(tenant, policy)
+            .await
+            .expect("policy")
+            .next_due_at
+    }
+
+    /// The task's status.
+    pub(crate) async fn task_status(&self, tenant: TenantId, task: TaskId) -> TaskStatus {
+        self.store
+            .get_task(tenant, task)
+            .await
+            .expect("task")
+            .status
     }
 
     /// Claims everything claimable for `agent`.
@@ -130,16 +158,35 @@ impl Env {
 pub(crate) fn backup_every_hour(agent: AgentId) -> PolicySpec {
     PolicySpec {
         name: "hourly".into(),
-        agent_id: agent,
-        kind: TaskKind::Backup,
-        schedule: ScheduleSpec::every("1h"),
-        paths: vec!["/srv".into()],
-        excludes: vec![],
-        repository: "main".into(),
-        retention: None,
-        max_task_retries: None,
-        timeout_minutes: None,
-        enabled: true,
+        ..backup_testkit::backup_spec(agent, "main", &["/srv"])
+    }
+}
+
+/// [`backup_every_hour`] named `name`, into `repository`.
+pub(crate) fn backup_into(agent: AgentId, name: &str, repository: &str) -> PolicySpec {
+    PolicySpec {
+        name: name.into(),
+        repository: repository.into(),
+        ..backup_every_hour(agent)
+    }
+}
+
+/// A heartbeat reporting `repository` in backoff for `seconds`.
+pub(crate) fn repository_backoff(repository: &str, seconds: u64) -> Heartbeat {
+    Heartbeat {
+        backoff_repositories: Some(vec![RepositoryBackoff {
+            repository: repository.into(),
+            remaining_seconds: seconds,
+        }]),
+        ..Heartbeat::default()
+    }
+}
+
+/// A heartbeat reporting the whole agent in backoff for `seconds`.
+pub(crate) fn agent_backoff(seconds: u64) -> Heartbeat {
+    Heartbeat {
+        agent_backoff_seconds: Some(seconds),
+        ..Heartbeat::default()
     }
 }
 

@@ -77,28 +77,29 @@ fn ids() -> Ids {
     }
 }
 
-#[tokio::test]
-async fn sqlite_upgrade_from_the_base_schema() {
-    let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("old.db").display());
-    let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("url");
-    let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
-        .await
-        .expect("pool");
-    sqlx::migrate!("./migrations/sqlite")
-        .run_to(1, &pool)
-        .await
-        .expect("base schema");
+/// Fills a database at the base schema (migration 1) with rows as the old system wrote them
+/// (timestamps as `ts`, ids as `uuid` writes them), then opens the store on it, which upgrades
+/// it, and checks what it reads.
+async fn upgrade_from_the_base_schema<DB>(
+    pool: sqlx::Pool<DB>,
+    migrator: sqlx::migrate::Migrator,
+    url: &str,
+    ts: &str,
+    uuid: impl Fn(Uuid) -> String,
+) where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    migrator.run_to(1, &pool).await.expect("base schema");
     let ids = ids();
-    let ms = start().timestamp_millis().to_string();
-    let blob = |u: Uuid| format!("X'{}'", u.simple());
-    sqlx::raw_sql(AssertSqlSafe(base_rows(&ids, &ms, blob)))
+    sqlx::raw_sql(AssertSqlSafe(base_rows(&ids, ts, uuid)))
         .execute(&pool)
         .await
         .expect("old rows");
     pool.close().await;
     let store = Store::open(
-        &url,
+        url,
         StoreConfig::default(),
         Arc::new(ManualClock::new(start())),
     )
@@ -108,31 +109,35 @@ async fn sqlite_upgrade_from_the_base_schema() {
 }
 
 #[tokio::test]
+async fn sqlite_upgrade_from_the_base_schema() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("url");
+    let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
+        .await
+        .expect("pool");
+    let ms = start().timestamp_millis().to_string();
+    let blob = |u: Uuid| format!("X'{}'", u.simple());
+    upgrade_from_the_base_schema(pool, sqlx::migrate!("./migrations/sqlite"), &url, &ms, blob)
+        .await;
+}
+
+#[tokio::test]
 async fn postgres_upgrade_from_the_base_schema() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
     let pool = sqlx::PgPool::connect(&db.url).await.expect("pool");
-    sqlx::migrate!("./migrations/postgres")
-        .run_to(1, &pool)
-        .await
-        .expect("base schema");
-    let ids = ids();
     let ts = format!("'{}'", start().to_rfc3339());
     let text = |u: Uuid| format!("'{u}'");
-    sqlx::raw_sql(AssertSqlSafe(base_rows(&ids, &ts, text)))
-        .execute(&pool)
-        .await
-        .expect("old rows");
-    pool.close().await;
-    let store = Store::open(
+    upgrade_from_the_base_schema(
+        pool,
+        sqlx::migrate!("./migrations/postgres"),
         &db.url,
-        StoreConfig::default(),
-        Arc::new(ManualClock::new(start())),
+        &ts,
+        text,
     )
-    .await
-    .expect("upgrade");
-    check_upgraded(&store, &ids).await;
+    .await;
 }
 
 #[tokio::test]

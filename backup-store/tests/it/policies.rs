@@ -1,11 +1,10 @@
 use backup_core::{
-    Heartbeat, PolicyPatch, RepositoryBackoff, Retention, ScheduleSpec, SkipReason, TaskKind,
-    TaskStatus,
+    Heartbeat, PolicyPatch, Retention, ScheduleSpec, SkipReason, TaskKind, TaskStatus,
 };
 use backup_store::{PageRequest, StoreConfig, StoreError, TaskFilter};
 use chrono::TimeDelta;
 
-use crate::harness::{backup_every_hour, start, store_test};
+use crate::harness::{agent_backoff, backup_every_hour, repository_backoff, start, store_test};
 
 store_test!(policy_crud_validates_and_round_trips, |env| async move {
     let t = env.tenant("acme").await;
@@ -125,24 +124,13 @@ store_test!(
             .expect_err("open task");
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
         assert_eq!(
-            env.store
-                .get_policy(t.id, p.id)
-                .await
-                .expect("get")
-                .next_due_at,
+            env.next_due_at(t.id, p.id).await,
             None,
             "nextDueAt unchanged"
         );
         // Deleting the policy cancels its pending task.
         env.store.delete_policy(t.id, p.id).await.expect("delete");
-        assert_eq!(
-            env.store
-                .get_task(t.id, task.id)
-                .await
-                .expect("task")
-                .status,
-            TaskStatus::Cancelled
-        );
+        assert_eq!(env.task_status(t.id, task.id).await, TaskStatus::Cancelled);
     }
 );
 
@@ -191,11 +179,7 @@ store_test!(
             "the task runs for the oldest missed slot"
         );
         assert_eq!(
-            env.store
-                .get_policy(t.id, p.id)
-                .await
-                .expect("get")
-                .next_due_at,
+            env.next_due_at(t.id, p.id).await,
             Some(start() + TimeDelta::hours(5)),
             "next slot on the grid after now"
         );
@@ -219,50 +203,28 @@ store_test!(
             env.advance_secs(3600);
         }
         assert_eq!(
-            env.store
-                .get_policy(t.id, p.id)
-                .await
-                .expect("get")
-                .next_due_at,
+            env.next_due_at(t.id, p.id).await,
             Some(start()),
             "still due"
         );
 
         // Repository backoff, then whole-agent backoff.
-        let repo_backoff = Heartbeat {
-            backoff_repositories: Some(vec![RepositoryBackoff {
-                repository: "main".into(),
-                remaining_seconds: 600,
-            }]),
-            ..Heartbeat::default()
-        };
-        env.store.heartbeat(id, &repo_backoff).await.expect("hb");
+        env.heartbeat(id, &repository_backoff("main", 600)).await;
         let tick = env.store.schedule_due(true).await.expect("tick");
         assert_eq!(skipped(&tick, SkipReason::RepositoryBackoff), 1);
-        env.store
-            .heartbeat(
-                id,
-                &Heartbeat {
-                    agent_backoff_seconds: Some(600),
-                    ..Heartbeat::default()
-                },
-            )
-            .await
-            .expect("hb");
+        env.heartbeat(id, &agent_backoff(600)).await;
         let tick = env.store.schedule_due(true).await.expect("tick");
         assert_eq!(skipped(&tick, SkipReason::AgentBackoff), 1);
 
         // Saturated: queue above the threshold.
-        env.store
-            .heartbeat(
-                id,
-                &Heartbeat {
-                    queue_depth: 11,
-                    ..Heartbeat::default()
-                },
-            )
-            .await
-            .expect("hb");
+        env.heartbeat(
+            id,
+            &Heartbeat {
+                queue_depth: 11,
+                ..Heartbeat::default()
+            },
+        )
+        .await;
         let tick = env.store.schedule_due(true).await.expect("tick");
         assert_eq!(skipped(&tick, SkipReason::Saturated), 1);
 
@@ -285,16 +247,7 @@ store_test!(
         let t = env.tenant("acme").await;
         let a = env.agent(&t, "db-1").await;
         env.policy(&t, backup_every_hour(a.agent.id)).await;
-        env.store
-            .heartbeat(
-                a.agent.id,
-                &Heartbeat {
-                    agent_backoff_seconds: Some(600),
-                    ..Heartbeat::default()
-                },
-            )
-            .await
-            .expect("hb");
+        env.heartbeat(a.agent.id, &agent_backoff(600)).await;
         assert_eq!(env.store.schedule_due(true).await.expect("tick").created, 0);
         assert_eq!(
             env.store.schedule_due(false).await.expect("tick").created,

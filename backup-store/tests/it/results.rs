@@ -1,11 +1,14 @@
 use backup_core::{
-    AttemptOutcome, AttemptReport, ClaimRequest, ErrorClass, Heartbeat, PerKind, PermanentReason,
-    RunStatus, ScheduleSpec, TaskKind, TaskStatus,
+    AgentId, AttemptOutcome, AttemptReport, BackupRunView, ClaimRequest, ErrorClass, Heartbeat,
+    PerKind, PermanentReason, RunStatus, ScheduleSpec, TaskId, TaskKind, TaskStatus, TaskView,
+    TenantId,
 };
-use backup_store::{BackupRunFilter, PageRequest, StoreError};
+use backup_store::{BackupRunFilter, PageRequest, ResultAnswer, StoreError};
 use chrono::TimeDelta;
 
-use crate::harness::{Env, backup_every_hour, start, store_test};
+use crate::harness::{
+    Env, agent_backoff, backup_every_hour, backup_into, repository_backoff, start, store_test,
+};
 
 fn failed(attempt: u32, kind: Option<ErrorClass>) -> AttemptReport {
     AttemptReport {
@@ -17,14 +20,7 @@ fn failed(attempt: u32, kind: Option<ErrorClass>) -> AttemptReport {
 }
 
 /// A tenant, an online agent and one pending task of a policy with `max_task_retries`.
-async fn one_task(
-    env: &Env,
-    max_task_retries: Option<u32>,
-) -> (
-    backup_core::TenantId,
-    backup_core::AgentId,
-    backup_core::TaskId,
-) {
+async fn one_task(env: &Env, max_task_retries: Option<u32>) -> (TenantId, AgentId, TaskId) {
     let t = env.tenant("acme").await;
     let a = env.agent(&t, "db-1").await;
     env.online(a.agent.id).await;
@@ -35,7 +31,8 @@ async fn one_task(
     (t.id, a.agent.id, task.id)
 }
 
-async fn claim_start(env: &Env, agent: backup_core::AgentId) -> u32 {
+/// Claims the agent's one claimable task and starts it; its attempt number.
+async fn claim_start(env: &Env, agent: AgentId) -> u32 {
     let claimed = env.claim_all(agent).await;
     assert_eq!(claimed.len(), 1, "one task to claim");
     let attempt = claimed[0].attempt;
@@ -46,6 +43,60 @@ async fn claim_start(env: &Env, agent: backup_core::AgentId) -> u32 {
     attempt
 }
 
+/// [`one_task`], claimed and started: its ids and the attempt that runs.
+async fn one_started_task(
+    env: &Env,
+    max_task_retries: Option<u32>,
+) -> (TenantId, AgentId, TaskId, u32) {
+    let (tenant, agent, task) = one_task(env, max_task_retries).await;
+    let attempt = claim_start(env, agent).await;
+    (tenant, agent, task, attempt)
+}
+
+/// The store's answer to the agent's `report` on `task` (accepted).
+async fn accepted(env: &Env, agent: AgentId, task: TaskId, report: &AttemptReport) -> ResultAnswer {
+    env.store
+        .report_result(agent, task, report)
+        .await
+        .expect("result accepted")
+}
+
+/// A fresh task with `max_task_retries` after its first attempt failed with `class`.
+async fn after_one_failure(
+    env: &Env,
+    max_task_retries: Option<u32>,
+    class: ErrorClass,
+) -> TaskView {
+    let (_, agent, task, attempt) = one_started_task(env, max_task_retries).await;
+    accepted(env, agent, task, &failed(attempt, Some(class)))
+        .await
+        .task
+}
+
+/// The store's refusal of the agent's `report` on `task`.
+async fn refused(env: &Env, agent: AgentId, task: TaskId, report: &AttemptReport) -> StoreError {
+    env.store
+        .report_result(agent, task, report)
+        .await
+        .expect_err("result refused")
+}
+
+/// Every run of `task`.
+async fn runs_of(env: &Env, tenant: TenantId, task: TaskId) -> Vec<BackupRunView> {
+    env.store
+        .list_backup_runs(
+            tenant,
+            &BackupRunFilter {
+                task_id: Some(task),
+                ..Default::default()
+            },
+            &PageRequest::default(),
+        )
+        .await
+        .expect("runs")
+        .items
+}
+
 store_test!(
     retriable_failures_retry_with_backoff_then_exhaust_the_budget,
     |env| async move {
@@ -53,11 +104,13 @@ store_test!(
         for retry in 1..=2u32 {
             let attempt = claim_start(&env, agent).await;
             assert_eq!(attempt, retry);
-            let answer = env
-                .store
-                .report_result(agent, task, &failed(attempt, Some(ErrorClass::Retriable)))
-                .await
-                .expect("result");
+            let answer = accepted(
+                &env,
+                agent,
+                task,
+                &failed(attempt, Some(ErrorClass::Retriable)),
+            )
+            .await;
             assert!(answer.retried);
             let v = answer.task;
             assert_eq!(
@@ -80,11 +133,7 @@ store_test!(
         }
         let attempt = claim_start(&env, agent).await;
         assert_eq!(attempt, 3);
-        let answer = env
-            .store
-            .report_result(agent, task, &failed(3, None))
-            .await
-            .expect("result");
+        let answer = accepted(&env, agent, task, &failed(3, None)).await;
         assert!(!answer.retried);
         let v = answer.task;
         assert_eq!(v.status, TaskStatus::FailedPermanently);
@@ -94,27 +143,15 @@ store_test!(
             v.last_error.as_deref(),
             Some("repository is already locked")
         );
-        let runs = env
-            .store
-            .list_backup_runs(
-                tenant,
-                &BackupRunFilter {
-                    task_id: Some(task),
-                    ..Default::default()
-                },
-                &PageRequest::default(),
-            )
-            .await
-            .expect("runs");
-        assert_eq!(runs.items.len(), 3, "one run per attempt");
+        let runs = runs_of(&env, tenant, task).await;
+        assert_eq!(runs.len(), 3, "one run per attempt");
         assert!(
-            runs.items
-                .iter()
+            runs.iter()
                 .all(|r| r.status == RunStatus::Failed
                     && r.error_kind == Some(ErrorClass::Retriable))
         );
         assert_eq!(
-            runs.items.iter().filter(|r| r.failed_permanently).count(),
+            runs.iter().filter(|r| r.failed_permanently).count(),
             1,
             "the last one ended the task"
         );
@@ -124,14 +161,7 @@ store_test!(
 store_test!(
     max_retries_zero_and_permanent_errors_fail_at_once,
     |env| async move {
-        let (_, agent, task) = one_task(&env, Some(0)).await;
-        let attempt = claim_start(&env, agent).await;
-        let v = env
-            .store
-            .report_result(agent, task, &failed(attempt, Some(ErrorClass::Retriable)))
-            .await
-            .expect("result")
-            .task;
+        let v = after_one_failure(&env, Some(0), ErrorClass::Retriable).await;
         assert_eq!(
             (v.status, v.permanent_reason),
             (
@@ -140,14 +170,7 @@ store_test!(
             )
         );
 
-        let (_, agent, task) = one_task(&env, Some(5)).await;
-        let attempt = claim_start(&env, agent).await;
-        let v = env
-            .store
-            .report_result(agent, task, &failed(attempt, Some(ErrorClass::Permanent)))
-            .await
-            .expect("result")
-            .task;
+        let v = after_one_failure(&env, Some(5), ErrorClass::Permanent).await;
         assert_eq!(
             (v.status, v.permanent_reason, v.retry_count),
             (
@@ -160,18 +183,15 @@ store_test!(
 );
 
 store_test!(success_partial_and_interrupted, |env| async move {
-    let (tenant, agent, task) = one_task(&env, None).await;
-    let attempt = claim_start(&env, agent).await;
-    let v = env
-        .store
-        .report_result(
-            agent,
-            task,
-            &AttemptReport::new(attempt, AttemptOutcome::Interrupted),
-        )
-        .await
-        .expect("result")
-        .task;
+    let (tenant, agent, task, attempt) = one_started_task(&env, None).await;
+    let v = accepted(
+        &env,
+        agent,
+        task,
+        &AttemptReport::new(attempt, AttemptOutcome::Interrupted),
+    )
+    .await
+    .task;
     assert_eq!(
         (v.status, v.retry_count, v.next_retry_at),
         (TaskStatus::Pending, 0, None),
@@ -188,30 +208,13 @@ store_test!(success_partial_and_interrupted, |env| async move {
         finished_at: Some(start() + TimeDelta::seconds(5)),
         ..AttemptReport::new(attempt, AttemptOutcome::Partial)
     };
-    let v = env
-        .store
-        .report_result(agent, task, &report)
-        .await
-        .expect("result")
-        .task;
+    let v = accepted(&env, agent, task, &report).await.task;
     assert_eq!(
         v.status,
         TaskStatus::Succeeded,
         "partial counts as succeeded"
     );
-    let runs = env
-        .store
-        .list_backup_runs(
-            tenant,
-            &BackupRunFilter {
-                task_id: Some(task),
-                ..Default::default()
-            },
-            &PageRequest::default(),
-        )
-        .await
-        .expect("runs")
-        .items;
+    let runs = runs_of(&env, tenant, task).await;
     let partial = runs.iter().find(|r| r.attempt == 2).expect("run 2");
     assert_eq!(
         (
@@ -240,24 +243,15 @@ store_test!(success_partial_and_interrupted, |env| async move {
 store_test!(
     results_are_idempotent_per_task_and_attempt,
     |env| async move {
-        let (_, agent, task) = one_task(&env, None).await;
-        let attempt = claim_start(&env, agent).await;
-        let first = env
-            .store
-            .report_result(agent, task, &failed(attempt, None))
-            .await
-            .expect("result");
+        let (_, agent, task, attempt) = one_started_task(&env, None).await;
+        let first = accepted(&env, agent, task, &failed(attempt, None)).await;
         assert!(first.retried && !first.replayed);
         // The task moves on (a new claim after the retry delay) ...
         env.advance_secs(3600);
         env.online(agent).await;
         let next = claim_start(&env, agent).await;
         // ... and a repeat of the first result still answers what was decided then, changing nothing.
-        let again = env
-            .store
-            .report_result(agent, task, &failed(attempt, None))
-            .await
-            .expect("replay");
+        let again = accepted(&env, agent, task, &failed(attempt, None)).await;
         assert!(again.replayed);
         assert_eq!(again.task, first.task);
         let current = env
@@ -270,20 +264,12 @@ store_test!(
             (TaskStatus::Running, 1)
         );
         // A result for an attempt never claimed is a conflict.
-        let err = env
-            .store
-            .report_result(agent, task, &failed(9, None))
-            .await
-            .expect_err("never claimed");
+        let err = refused(&env, agent, task, &failed(9, None)).await;
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
         // Another agent's task is not found.
         let t2 = env.tenant("other").await;
         let stranger = env.agent(&t2, "x").await;
-        let err = env
-            .store
-            .report_result(stranger.agent.id, task, &failed(next, None))
-            .await
-            .expect_err("not theirs");
+        let err = refused(&env, stranger.agent.id, task, &failed(next, None)).await;
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     }
 );
@@ -309,17 +295,12 @@ store_test!(
 
         // A heartbeat listing the task renews its lease.
         env.advance_secs(800);
-        env.store
-            .heartbeat(
-                agent,
-                &Heartbeat {
-                    running_tasks: 1,
-                    running_task_ids: vec![task],
-                    ..Heartbeat::default()
-                },
-            )
-            .await
-            .expect("hb");
+        let running = Heartbeat {
+            running_tasks: 1,
+            running_task_ids: vec![task],
+            ..Heartbeat::default()
+        };
+        env.heartbeat(agent, &running).await;
         env.advance_secs(800);
         assert_eq!(
             env.store.lapse_leases().await.expect("lapse").lost,
@@ -339,19 +320,7 @@ store_test!(
                 .unwrap_or_default()
                 .contains("agent lost")
         );
-        let runs = env
-            .store
-            .list_backup_runs(
-                tenant,
-                &BackupRunFilter {
-                    task_id: Some(task),
-                    ..Default::default()
-                },
-                &PageRequest::default(),
-            )
-            .await
-            .expect("runs")
-            .items;
+        let runs = runs_of(&env, tenant, task).await;
         assert_eq!(runs[0].status, RunStatus::Failed);
     }
 );
@@ -359,38 +328,18 @@ store_test!(
 store_test!(
     a_late_success_resolves_a_task_waiting_for_its_retry,
     |env| async move {
-        let (tenant, agent, task) = one_task(&env, Some(3)).await;
-        let attempt = claim_start(&env, agent).await;
+        let (tenant, agent, task, attempt) = one_started_task(&env, Some(3)).await;
         env.advance_secs(901);
         env.store.lapse_leases().await.expect("lapse");
-        assert_eq!(
-            env.store.get_task(tenant, task).await.expect("task").status,
-            TaskStatus::Pending
-        );
+        assert_eq!(env.task_status(tenant, task).await, TaskStatus::Pending);
         // The agent was only cut off; its result arrives late and says it worked.
         let report = AttemptReport {
             snapshot_id: Some("cafebabe".into()),
             ..AttemptReport::new(attempt, AttemptOutcome::Succeeded)
         };
-        let answer = env
-            .store
-            .report_result(agent, task, &report)
-            .await
-            .expect("late success");
+        let answer = accepted(&env, agent, task, &report).await;
         assert_eq!(answer.task.status, TaskStatus::Succeeded);
-        let runs = env
-            .store
-            .list_backup_runs(
-                tenant,
-                &BackupRunFilter {
-                    task_id: Some(task),
-                    ..Default::default()
-                },
-                &PageRequest::default(),
-            )
-            .await
-            .expect("runs")
-            .items;
+        let runs = runs_of(&env, tenant, task).await;
         assert_eq!(
             (runs[0].status, runs[0].late, runs[0].snapshot_id.as_deref()),
             (RunStatus::Succeeded, true, Some("cafebabe"))
@@ -401,8 +350,7 @@ store_test!(
 store_test!(
     a_late_result_that_cannot_change_the_task_is_a_stale_attempt,
     |env| async move {
-        let (tenant, agent, task) = one_task(&env, Some(3)).await;
-        let first = claim_start(&env, agent).await;
+        let (tenant, agent, task, first) = one_started_task(&env, Some(3)).await;
         env.advance_secs(901);
         env.store.lapse_leases().await.expect("lapse");
         env.advance_secs(3600);
@@ -410,34 +358,14 @@ store_test!(
         let second = claim_start(&env, agent).await;
         assert_eq!(second, 2);
         // The first attempt's late failure: recorded, but the task is already on attempt 2.
-        let err = env
-            .store
-            .report_result(agent, task, &failed(first, None))
-            .await
-            .expect_err("stale");
+        let err = refused(&env, agent, task, &failed(first, None)).await;
         let StoreError::StaleAttempt(view) = err else {
             panic!("expected stale_attempt, got {err:?}")
         };
         assert_eq!((view.status, view.attempt), (TaskStatus::Running, 2));
-        let again = env
-            .store
-            .report_result(agent, task, &failed(first, None))
-            .await
-            .expect_err("still stale");
+        let again = refused(&env, agent, task, &failed(first, None)).await;
         assert!(matches!(again, StoreError::StaleAttempt(_)));
-        let runs = env
-            .store
-            .list_backup_runs(
-                tenant,
-                &BackupRunFilter {
-                    task_id: Some(task),
-                    ..Default::default()
-                },
-                &PageRequest::default(),
-            )
-            .await
-            .expect("runs")
-            .items;
+        let runs = runs_of(&env, tenant, task).await;
         let late = runs.iter().find(|r| r.attempt == 1).expect("run 1");
         assert!(late.late);
         assert_eq!(
@@ -459,12 +387,7 @@ store_test!(a_result_before_start_is_accepted, |env| async move {
         error_kind: Some(ErrorClass::Permanent),
         ..report
     };
-    let v = env
-        .store
-        .report_result(agent, task, &report)
-        .await
-        .expect("result")
-        .task;
+    let v = accepted(&env, agent, task, &report).await.task;
     assert_eq!(
         (v.status, v.permanent_reason),
         (
@@ -472,27 +395,14 @@ store_test!(a_result_before_start_is_accepted, |env| async move {
             Some(PermanentReason::PermanentError)
         )
     );
-    let runs = env
-        .store
-        .list_backup_runs(
-            tenant,
-            &BackupRunFilter {
-                task_id: Some(task),
-                ..Default::default()
-            },
-            &PageRequest::default(),
-        )
-        .await
-        .expect("runs")
-        .items;
+    let runs = runs_of(&env, tenant, task).await;
     assert_eq!(runs.len(), 1);
 });
 
 store_test!(
     cancelled_tasks_are_reported_to_their_agent_and_late_results_change_nothing,
     |env| async move {
-        let (tenant, agent, task) = one_task(&env, None).await;
-        let attempt = claim_start(&env, agent).await;
+        let (tenant, agent, task, attempt) = one_started_task(&env, None).await;
         let v = env.store.cancel_task(tenant, task).await.expect("cancel");
         assert_eq!(v.status, TaskStatus::Cancelled);
         assert_eq!(
@@ -503,33 +413,19 @@ store_test!(
                 .status,
             TaskStatus::Cancelled
         );
-        let answer = env
-            .store
-            .heartbeat(agent, &Heartbeat::default())
-            .await
-            .expect("hb");
+        let answer = env.heartbeat(agent, &Heartbeat::default()).await;
         assert_eq!(
             answer.cancel_task_ids,
             vec![task],
             "told once because it held the task"
         );
-        let answer = env
-            .store
-            .heartbeat(agent, &Heartbeat::default())
-            .await
-            .expect("hb");
+        let answer = env.heartbeat(agent, &Heartbeat::default()).await;
         assert!(answer.cancel_task_ids.is_empty());
-        let answer = env
-            .store
-            .heartbeat(
-                agent,
-                &Heartbeat {
-                    running_task_ids: vec![task],
-                    ..Heartbeat::default()
-                },
-            )
-            .await
-            .expect("hb");
+        let still_running = Heartbeat {
+            running_task_ids: vec![task],
+            ..Heartbeat::default()
+        };
+        let answer = env.heartbeat(agent, &still_running).await;
         assert_eq!(
             answer.cancel_task_ids,
             vec![task],
@@ -541,41 +437,25 @@ store_test!(
             .await
             .expect_err("cancelled");
         assert!(matches!(err, StoreError::Conflict(_)));
-        let v = env
-            .store
-            .report_result(
-                agent,
-                task,
-                &AttemptReport::new(attempt, AttemptOutcome::Succeeded),
-            )
-            .await
-            .expect("stored")
-            .task;
+        let v = accepted(
+            &env,
+            agent,
+            task,
+            &AttemptReport::new(attempt, AttemptOutcome::Succeeded),
+        )
+        .await
+        .task;
         assert_eq!(v.status, TaskStatus::Cancelled, "changes nothing");
-        let runs = env
-            .store
-            .list_backup_runs(
-                tenant,
-                &BackupRunFilter {
-                    task_id: Some(task),
-                    ..Default::default()
-                },
-                &PageRequest::default(),
-            )
-            .await
-            .expect("runs")
-            .items;
+        let runs = runs_of(&env, tenant, task).await;
         assert_eq!(runs[0].status, RunStatus::Cancelled);
-        let (t2, a2, finished) = one_task(&env, None).await;
-        let at = claim_start(&env, a2).await;
-        env.store
-            .report_result(
-                a2,
-                finished,
-                &AttemptReport::new(at, AttemptOutcome::Succeeded),
-            )
-            .await
-            .expect("done");
+        let (t2, a2, finished, at) = one_started_task(&env, None).await;
+        accepted(
+            &env,
+            a2,
+            finished,
+            &AttemptReport::new(at, AttemptOutcome::Succeeded),
+        )
+        .await;
         let err = env
             .store
             .cancel_task(t2, finished)
@@ -680,30 +560,14 @@ store_test!(
         env.online(agent).await;
         let bad = env.policy(&tenant, backup_every_hour(agent)).await;
         let good = env
-            .policy(
-                &tenant,
-                backup_core::PolicySpec {
-                    name: "other".into(),
-                    repository: "offsite".into(),
-                    ..backup_every_hour(agent)
-                },
-            )
+            .policy(&tenant, backup_into(agent, "other", "offsite"))
             .await;
         // The agent reports `main` in backoff for two minutes.
-        env.store
-            .heartbeat(
-                agent,
-                &Heartbeat {
-                    backoff_repositories: Some(vec![backup_core::RepositoryBackoff {
-                        repository: "main".into(),
-                        remaining_seconds: 120,
-                    }]),
-                    agent_backoff_seconds: Some(0),
-                    ..Heartbeat::default()
-                },
-            )
-            .await
-            .expect("heartbeat");
+        let main_backs_off = Heartbeat {
+            agent_backoff_seconds: Some(0),
+            ..repository_backoff("main", 120)
+        };
+        env.heartbeat(agent, &main_backs_off).await;
         env.store.schedule_due(false).await.expect("tick");
         let claimed = env.claim_all(agent).await;
         assert_eq!(
@@ -720,26 +584,13 @@ store_test!(
         );
         // A whole-agent backoff holds back everything.
         let third = env
-            .policy(
-                &tenant,
-                backup_core::PolicySpec {
-                    name: "third".into(),
-                    repository: "local".into(),
-                    ..backup_every_hour(agent)
-                },
-            )
+            .policy(&tenant, backup_into(agent, "third", "local"))
             .await;
-        env.store
-            .heartbeat(
-                agent,
-                &Heartbeat {
-                    backoff_repositories: Some(vec![]),
-                    agent_backoff_seconds: Some(60),
-                    ..Heartbeat::default()
-                },
-            )
-            .await
-            .expect("heartbeat");
+        let agent_backs_off = Heartbeat {
+            backoff_repositories: Some(vec![]),
+            ..agent_backoff(60)
+        };
+        env.heartbeat(agent, &agent_backs_off).await;
         env.store
             .run_policy_now(tenant.id, third.id)
             .await

@@ -1,44 +1,44 @@
-use backup_core::{AgentId, CreateAgent, PolicyId, PolicyPatch, SettingsPatch, TaskId, TenantId};
-use backup_store::{BackupRunFilter, PageRequest, PolicyFilter, StoreError, TaskFilter};
+use backup_core::{
+    AgentId, CreateAgent, Page, PolicyId, PolicyPatch, SettingsPatch, TaskId, TenantId,
+};
+use backup_store::{BackupRunFilter, PageRequest, PolicyFilter, Store, StoreError, TaskFilter};
 
 use crate::harness::{backup_every_hour, store_test};
+
+/// Whether the store accepts `token` as the tenant's.
+async fn tenant_accepts(store: &Store, tenant: TenantId, token: &str) -> bool {
+    store
+        .tenant_token_matches(tenant, token)
+        .await
+        .expect("token check")
+}
+
+/// Whether the store knows `token` as an agent's.
+async fn agent_token_known(store: &Store, token: &str) -> bool {
+    store
+        .authenticate_agent(token)
+        .await
+        .expect("auth")
+        .is_some()
+}
+
+/// Asserts that a list call succeeded and found nothing.
+fn empty<T: std::fmt::Debug>(list: backup_store::Result<Page<T>>, what: &str) {
+    let items = list.expect(what).items;
+    assert!(items.is_empty(), "{what}: {items:?}");
+}
 
 store_test!(tokens_verify_rotate_and_never_leak, |env| async move {
     let t = env.tenant("acme").await;
     assert!(t.token.len() >= 32, "at least 128 bits");
-    assert!(
-        env.store
-            .tenant_token_matches(t.id, &t.token)
-            .await
-            .expect("check")
-    );
-    assert!(
-        !env.store
-            .tenant_token_matches(t.id, "rft_t_wrong")
-            .await
-            .expect("check")
-    );
-    assert!(
-        !env.store
-            .tenant_token_matches(TenantId::new(), &t.token)
-            .await
-            .expect("check")
-    );
+    assert!(tenant_accepts(&env.store, t.id, &t.token).await);
+    assert!(!tenant_accepts(&env.store, t.id, "rft_t_wrong").await);
+    assert!(!tenant_accepts(&env.store, TenantId::new(), &t.token).await);
 
     let rotated = env.store.rotate_tenant_token(t.id).await.expect("rotate");
     assert_ne!(rotated, t.token);
-    assert!(
-        !env.store
-            .tenant_token_matches(t.id, &t.token)
-            .await
-            .expect("old token")
-    );
-    assert!(
-        env.store
-            .tenant_token_matches(t.id, &rotated)
-            .await
-            .expect("new token")
-    );
+    assert!(!tenant_accepts(&env.store, t.id, &t.token).await);
+    assert!(tenant_accepts(&env.store, t.id, &rotated).await);
 
     let a = env.agent(&t, "db-1").await;
     let who = env
@@ -53,34 +53,11 @@ store_test!(tokens_verify_rotate_and_never_leak, |env| async move {
         .rotate_agent_token(t.id, a.agent.id)
         .await
         .expect("rotate");
-    assert!(
-        env.store
-            .authenticate_agent(&a.token)
-            .await
-            .expect("auth")
-            .is_none()
-    );
-    assert!(
-        env.store
-            .authenticate_agent(&new_agent_token)
-            .await
-            .expect("auth")
-            .is_some()
-    );
+    assert!(!agent_token_known(&env.store, &a.token).await);
+    assert!(agent_token_known(&env.store, &new_agent_token).await);
     // A tenant token is no agent token, and the other way round.
-    assert!(
-        env.store
-            .authenticate_agent(&rotated)
-            .await
-            .expect("auth")
-            .is_none()
-    );
-    assert!(
-        !env.store
-            .tenant_token_matches(t.id, &new_agent_token)
-            .await
-            .expect("check")
-    );
+    assert!(!agent_token_known(&env.store, &rotated).await);
+    assert!(!tenant_accepts(&env.store, t.id, &new_agent_token).await);
 });
 
 store_test!(another_tenants_objects_are_not_found, |env| async move {
@@ -133,42 +110,21 @@ store_test!(another_tenants_objects_are_not_found, |env| async move {
     );
     // Lists filtered by another tenant's ids show nothing, and unfiltered lists nothing of theirs.
     let page = PageRequest::default();
-    assert!(
-        s.list_agents(other.id, &page)
-            .await
-            .expect("list")
-            .items
-            .is_empty()
-    );
+    empty(s.list_agents(other.id, &page).await, "agents");
     let pf = PolicyFilter { agent_id: Some(id) };
-    assert!(
-        s.list_policies(other.id, &pf, &page)
-            .await
-            .expect("list")
-            .items
-            .is_empty()
-    );
+    empty(s.list_policies(other.id, &pf, &page).await, "policies");
     let tf = TaskFilter {
         agent_id: Some(id),
         ..TaskFilter::default()
     };
-    assert!(
-        s.list_tasks(other.id, &tf, &page)
-            .await
-            .expect("list")
-            .items
-            .is_empty()
-    );
+    empty(s.list_tasks(other.id, &tf, &page).await, "tasks");
     let rf = BackupRunFilter {
         task_id: Some(task.id),
         ..BackupRunFilter::default()
     };
-    assert!(
-        s.list_backup_runs(other.id, &rf, &page)
-            .await
-            .expect("list")
-            .items
-            .is_empty()
+    empty(
+        s.list_backup_runs(other.id, &rf, &page).await,
+        "backup runs",
     );
     // A policy cannot point at another tenant's agent.
     let err = s
@@ -264,41 +220,17 @@ store_test!(
         // query is accepted by that reader at once, and again after a restart.
         let t = env.tenant("acme").await;
         for _ in 0..8 {
-            assert!(
-                env.store
-                    .tenant_token_matches(t.id, &t.token)
-                    .await
-                    .expect("check")
-            );
-            assert!(
-                env.store
-                    .authenticate_agent("rft_a_unknown")
-                    .await
-                    .expect("auth")
-                    .is_none()
-            );
+            assert!(tenant_accepts(&env.store, t.id, &t.token).await);
+            assert!(!agent_token_known(&env.store, "rft_a_unknown").await);
         }
         for i in 0..4 {
             let a = env.agent(&t, &format!("db-{i}")).await;
             for _ in 0..4 {
-                assert!(
-                    env.store
-                        .authenticate_agent(&a.token)
-                        .await
-                        .expect("auth")
-                        .is_some(),
-                    "agent {i}"
-                );
+                assert!(agent_token_known(&env.store, &a.token).await, "agent {i}");
             }
         }
         let a = env.agent(&t, "last").await;
         let reopened = env.replica().await;
-        assert!(
-            reopened
-                .authenticate_agent(&a.token)
-                .await
-                .expect("auth")
-                .is_some()
-        );
+        assert!(agent_token_known(&reopened, &a.token).await);
     }
 );
