@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use backup_core::{CreateAgent, Heartbeat, PolicySpec, ScheduleSpec, SystemClock, TaskKind};
+use backup_core::{Heartbeat, PolicySpec, SystemClock};
 use backup_server::{AppState, SchedulerConfig, ServerConfig, scheduler_tick};
 use backup_store::Store;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -32,35 +32,11 @@ fn tick(c: &mut Criterion) {
         let store = Store::open(&url, config.store_config(), Arc::new(SystemClock))
             .await
             .expect("store");
-        let tenant = store.create_tenant("bench").await.expect("tenant");
-        let mut agents = Vec::new();
-        for i in 0..AGENTS {
-            let body = CreateAgent {
-                name: format!("a{i}"),
-                hostname: format!("h{i}"),
-            };
-            agents.push(
-                store
-                    .create_agent(tenant.id, &body)
-                    .await
-                    .expect("agent")
-                    .agent
-                    .id,
-            );
-        }
+        let (tenant, agents) = backup_testkit::fleet(&store, AGENTS).await;
         for i in 0..POLICIES {
             let spec = PolicySpec {
                 name: format!("p{i}"),
-                agent_id: agents[i % AGENTS],
-                kind: TaskKind::Backup,
-                schedule: ScheduleSpec::every("1h"),
-                paths: vec!["/srv".into()],
-                excludes: vec![],
-                repository: "main".into(),
-                retention: None,
-                max_task_retries: None,
-                timeout_minutes: None,
-                enabled: true,
+                ..backup_testkit::backup_spec(agents[i % AGENTS], "main", &["/srv"])
             };
             store.create_policy(tenant.id, &spec).await.expect("policy");
         }

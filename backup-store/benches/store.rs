@@ -6,7 +6,7 @@
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
-use backup_core::{AgentId, ClaimRequest, CreateAgent, Heartbeat, SystemClock};
+use backup_core::{AgentId, ClaimRequest, Heartbeat, SystemClock};
 use backup_store::{Store, StoreConfig};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sqlx::{
@@ -15,26 +15,6 @@ use sqlx::{
 };
 
 const AGENTS: usize = 1000;
-
-async fn fleet(store: &Store) -> Vec<AgentId> {
-    let tenant = store.create_tenant("bench").await.expect("tenant");
-    let mut agents = Vec::with_capacity(AGENTS);
-    for i in 0..AGENTS {
-        let body = CreateAgent {
-            name: format!("a{i}"),
-            hostname: format!("h{i}"),
-        };
-        agents.push(
-            store
-                .create_agent(tenant.id, &body)
-                .await
-                .expect("agent")
-                .agent
-                .id,
-        );
-    }
-    agents
-}
 
 /// Benchmarks one backend: heartbeat, claim with nothing due, and the bare UPDATE.
 fn bench_backend<DB: sqlx::Database>(
@@ -106,7 +86,7 @@ fn sqlite(c: &mut Criterion) {
         let store = Store::open(&url, StoreConfig::default(), Arc::new(SystemClock))
             .await
             .expect("store");
-        let agents = fleet(&store).await;
+        let (_, agents) = backup_testkit::fleet(&store, AGENTS).await;
         let opts = SqliteConnectOptions::from_str(&url)
             .expect("url")
             .journal_mode(SqliteJournalMode::Wal)
@@ -155,7 +135,7 @@ fn postgres(c: &mut Criterion) {
         let store = Store::open(&url, StoreConfig::default(), Arc::new(SystemClock))
             .await
             .expect("store");
-        let agents = fleet(&store).await;
+        let (_, agents) = backup_testkit::fleet(&store, AGENTS).await;
         let bare = sqlx::PgPool::connect(&url).await.expect("pool");
         (store, agents, bare)
     });

@@ -10,6 +10,8 @@ mod client;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod restic;
+#[cfg(feature = "store")]
+mod store;
 mod wait;
 
 #[cfg(feature = "http")]
@@ -20,6 +22,8 @@ pub use client::{Answer, Auth, Client, TestAgent, Transport, backup_policy, back
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_POSTGRES_URL, TestDatabase};
 pub use restic::{pseudo_random, random_tree, restic_command, snapshots};
+#[cfg(feature = "store")]
+pub use store::fleet;
 pub use wait::wait_for;
 
 /// Whether `BACKUP_TEST_REQUIRE` (a comma-separated list) names `what`.
