@@ -300,6 +300,66 @@ impl<T: Transport> Client<T> {
     }
 }
 
+/// The API as one tenant: a client and the tenant's credentials.
+#[derive(Clone, Debug)]
+pub struct TenantApi<T> {
+    /// The client.
+    pub client: Client<T>,
+    /// The tenant, with its token.
+    pub tenant: TenantCreated,
+}
+
+impl<T: Transport> TenantApi<T> {
+    /// The API through `client` as `tenant`.
+    pub fn new(client: Client<T>, tenant: TenantCreated) -> Self {
+        Self { client, tenant }
+    }
+
+    /// The same tenant through another client (another server, a replica).
+    pub fn via<U: Transport>(&self, client: Client<U>) -> TenantApi<U> {
+        TenantApi::new(client, self.tenant.clone())
+    }
+
+    /// Any call as the tenant: status (0 when the server did not answer) and JSON body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let a = self
+            .client
+            .call(method, path, &Auth::tenant(&self.tenant), body)
+            .await;
+        (a.status, a.body)
+    }
+
+    /// `GET`, which must answer 200: the body.
+    ///
+    /// # Panics
+    /// When the status is another.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call("GET", path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// `POST`, which must succeed (2xx): the body.
+    ///
+    /// # Panics
+    /// When the status is another.
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, body) = self.call("POST", path, Some(body)).await;
+        assert!((200..300).contains(&status), "POST {path}: {status} {body}");
+        body
+    }
+
+    /// Every item of a list (all pages).
+    pub async fn all(&self, path: &str) -> Vec<Value> {
+        self.client.all(&self.tenant, path).await
+    }
+
+    /// An agent of the tenant.
+    pub async fn agent(&self, name: &str) -> TestAgent {
+        self.client.create_agent(&self.tenant, name).await
+    }
+}
+
 fn typed<T: serde::de::DeserializeOwned>(items: Vec<Value>) -> Vec<T> {
     items
         .into_iter()

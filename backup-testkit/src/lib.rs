@@ -18,7 +18,9 @@ mod wait;
 pub use client::Http;
 #[cfg(feature = "router")]
 pub use client::InProcess;
-pub use client::{Answer, Auth, Client, TestAgent, Transport, backup_policy, backup_spec};
+pub use client::{
+    Answer, Auth, Client, TenantApi, TestAgent, Transport, backup_policy, backup_spec,
+};
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_POSTGRES_URL, TestDatabase};
 pub use restic::{pseudo_random, random_tree, restic_command, snapshots};

@@ -15,78 +15,49 @@ use backup_core::{
 use serde_json::json;
 
 use crate::harness::{
-    OneRepository, RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy,
-    http_client, one_repository, scratch,
+    RunningAgent, Script, Setup, backup_policy, check_policy, env_of, http_client, id_of, logs_of,
+    one_repository, policy_query, setup,
 };
 
 const LOCKED: &str = "unable to create lock in backend: repository is already locked exclusively by PID 14748 on vm by root (UID 0, GID 0)\nlock was created at 2026-11-26 06:59:43 (571.893064ms ago)\nstorage ID c9f33674\nthe `unlock` command can be used to remove stale locks\n";
 const WRONG_PASSWORD: &str = "Fatal: wrong password or no key found\n";
 
-fn run_in_logs(test: impl FnOnce(tokio::runtime::Runtime)) -> String {
-    backup_testkit::capture_logs(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        test(rt);
-    })
+/// An agent `name` running the one backup of its repository `main`, which follows `script`.
+async fn one_backup_running(name: &str, script: Script) -> (Setup, RunningAgent) {
+    let s = one_repository(name, vec![script]).await;
+    s.backup("main").await;
+    let running = s.start().await;
+    s.wait_running(15, "the backup running", 1).await;
+    (s, running)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_retriable_partial_and_unknown_repository_outcomes() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("outcomes").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let url = |name: &str| dir.path().join(name);
-    runner.script(
-        &url("wrong").display().to_string(),
-        vec![Script::fail(1, WRONG_PASSWORD)],
-    );
-    runner.script(
-        &url("locked").display().to_string(),
-        vec![Script::fail(1, LOCKED), Script::ok(50)],
-    );
-    runner.script(
-        &url("partial").display().to_string(),
+    let mut s = setup("outcomes", &["wrong", "locked", "partial"]).await;
+    s.script("wrong", vec![Script::fail(1, WRONG_PASSWORD)]);
+    s.script("locked", vec![Script::fail(1, LOCKED), Script::ok(50)]);
+    s.script(
+        "partial",
         vec![Script {
             exit: 3,
             ..Script::ok(50)
         }],
     );
-    let (wrong, locked, partial) = (url("wrong"), url("locked"), url("partial"));
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[
-            ("wrong", &wrong, &pw),
-            ("locked", &locked, &pw),
-            ("partial", &partial, &pw),
-        ],
-    );
-    config.max_concurrent_tasks = Some(4);
-    config.max_concurrent_backups = Some(4);
-    config.backoff_base_seconds = Some(1);
-    let p_wrong = server
-        .policy(backup_policy(agent.id, "wrong", &["/d"]))
-        .await;
-    let p_locked = server
-        .policy(backup_policy(agent.id, "locked", &["/d"]))
-        .await;
-    let p_partial = server
-        .policy(backup_policy(agent.id, "partial", &["/d"]))
-        .await;
-    let p_unknown = server
-        .policy(backup_policy(agent.id, "nowhere", &["/d"]))
-        .await;
-    let running = RunningAgent::start(config, runner.clone()).await;
-    let task_of = |p: &serde_json::Value| format!("policyId={}", p["id"].as_str().expect("id"));
+    let locked = s.repo("locked");
+    s.config.max_concurrent_tasks = Some(4);
+    s.config.max_concurrent_backups = Some(4);
+    s.config.backoff_base_seconds = Some(1);
+    let p_wrong = s.backup("wrong").await;
+    let p_locked = s.backup("locked").await;
+    let p_partial = s.backup("partial").await;
+    let p_unknown = s.backup("nowhere").await;
+    let running = s.start().await;
+    let Setup { server, runner, .. } = &s;
     server
         .wait_for(30, "all four tasks to settle", || async {
             let mut settled = 0;
             for p in [&p_wrong, &p_locked, &p_partial, &p_unknown] {
-                let tasks = server.tasks(&task_of(p)).await;
+                let tasks = server.tasks(&policy_query(p)).await;
                 if tasks
                     .iter()
                     .any(|t| t["status"] == "succeeded" || t["status"] == "failed_permanently")
@@ -99,7 +70,7 @@ async fn permanent_retriable_partial_and_unknown_repository_outcomes() {
         .await;
     running.stop().await;
     let only = |tasks: Vec<serde_json::Value>| tasks.into_iter().next().expect("a task");
-    let t = only(server.tasks(&task_of(&p_wrong)).await);
+    let t = only(server.tasks(&policy_query(&p_wrong)).await);
     assert_eq!(
         (
             t["status"].clone(),
@@ -113,7 +84,7 @@ async fn permanent_retriable_partial_and_unknown_repository_outcomes() {
         ),
         "wrong password fails at once"
     );
-    let t = only(server.tasks(&task_of(&p_locked)).await);
+    let t = only(server.tasks(&policy_query(&p_locked)).await);
     assert_eq!(
         (
             t["status"].clone(),
@@ -123,9 +94,9 @@ async fn permanent_retriable_partial_and_unknown_repository_outcomes() {
         (json!("succeeded"), json!(1), json!(2)),
         "a lock conflict is retried"
     );
-    let t = only(server.tasks(&task_of(&p_partial)).await);
+    let t = only(server.tasks(&policy_query(&p_partial)).await);
     assert_eq!(t["status"], "succeeded", "partial counts as success");
-    let t = only(server.tasks(&task_of(&p_unknown)).await);
+    let t = only(server.tasks(&policy_query(&p_unknown)).await);
     assert_eq!(t["permanentReason"], "permanent_error");
     assert!(
         t["lastError"]
@@ -140,9 +111,7 @@ async fn permanent_retriable_partial_and_unknown_repository_outcomes() {
         .lock()
         .expect("lock")
         .iter()
-        .filter(|s| {
-            crate::harness::env_of(s, "RESTIC_REPOSITORY") == Some(locked.to_str().expect("utf8"))
-        })
+        .filter(|s| env_of(s, "RESTIC_REPOSITORY") == Some(locked.to_str().expect("utf8")))
         .map(|s| s.args[0].clone())
         .collect();
     let backups: Vec<usize> = calls
@@ -160,76 +129,56 @@ async fn permanent_retriable_partial_and_unknown_repository_outcomes() {
 
 #[test]
 fn repository_backoff_is_entered_reported_and_reset() {
-    let logs = run_in_logs(|rt| {
-        rt.block_on(async {
-            let server = TestServer::start().await;
-            let (dir, pw) = scratch();
-            let agent = server.agent("backoff").await;
-            let runner = Arc::new(ScriptedRunner::default());
-            let repo = dir.path().join("flaky");
-            runner.script(
-                &repo.display().to_string(),
-                vec![
-                    Script::fail(1, LOCKED),
-                    Script::fail(1, "Fatal: connection reset by peer\n"),
-                    Script::ok(50),
-                ],
-            );
-            let mut config = agent_config(
-                &server,
-                &agent,
-                &dir.path().join("state"),
-                &[("flaky", &repo, &pw)],
-            );
-            config.backoff_failure_threshold = Some(2);
-            config.backoff_base_seconds = Some(4);
-            config.max_backoff_minutes = Some(1);
-            let policy = server
-                .policy(backup_policy(agent.id, "flaky", &["/d"]))
-                .await;
-            let running = RunningAgent::start(config, runner.clone()).await;
-            let view = format!("/agents/{}", agent.id);
-            server
-                .wait_for(30, "the repository backoff in the agent view", || async {
-                    let v = server.get(&view).await;
-                    v["status"] == "backoff" && v["backoffRepositories"][0]["repository"] == "flaky"
-                })
-                .await;
-            let diagnostics = running.agent.diagnostics();
-            let entry = diagnostics
+    let logs = logs_of(async {
+        let mut s = setup("backoff", &["flaky"]).await;
+        s.script(
+            "flaky",
+            vec![
+                Script::fail(1, LOCKED),
+                Script::fail(1, "Fatal: connection reset by peer\n"),
+                Script::ok(50),
+            ],
+        );
+        s.config.backoff_failure_threshold = Some(2);
+        s.config.backoff_base_seconds = Some(4);
+        s.config.max_backoff_minutes = Some(1);
+        let policy = s.backup("flaky").await;
+        let running = s.start().await;
+        let server = &s.server;
+        let view = format!("/agents/{}", s.agent.id);
+        server
+            .wait_for(30, "the repository backoff in the agent view", || async {
+                let v = server.get(&view).await;
+                v["status"] == "backoff" && v["backoffRepositories"][0]["repository"] == "flaky"
+            })
+            .await;
+        let diagnostics = running.agent.diagnostics();
+        let entry = diagnostics
+            .backoff
+            .iter()
+            .find(|b| b.scope == "flaky")
+            .expect("backoff entry");
+        assert_eq!(entry.backoffs, 1);
+        assert!(entry.until.is_some());
+        assert!(
+            running
+                .agent
+                .render_metrics()
+                .contains("backup_agent_backoff_active 1")
+        );
+        server
+            .wait_for_success(40, "the retry after the backoff to succeed", &policy)
+            .await;
+        // A success resets the repository: no backoff entry remains.
+        assert!(
+            running
+                .agent
+                .diagnostics()
                 .backoff
                 .iter()
-                .find(|b| b.scope == "flaky")
-                .expect("backoff entry");
-            assert_eq!(entry.backoffs, 1);
-            assert!(entry.until.is_some());
-            assert!(
-                running
-                    .agent
-                    .render_metrics()
-                    .contains("backup_agent_backoff_active 1")
-            );
-            let task_q = format!("policyId={}", policy["id"].as_str().expect("id"));
-            server
-                .wait_for(40, "the retry after the backoff to succeed", || async {
-                    server
-                        .tasks(&task_q)
-                        .await
-                        .iter()
-                        .any(|t| t["status"] == "succeeded")
-                })
-                .await;
-            // A success resets the repository: no backoff entry remains.
-            assert!(
-                running
-                    .agent
-                    .diagnostics()
-                    .backoff
-                    .iter()
-                    .all(|b| b.scope != "flaky")
-            );
-            running.stop().await;
-        });
+                .all(|b| b.scope != "flaky")
+        );
+        running.stop().await;
     });
     assert!(logs.contains("Entering backoff for 1 minutes"), "{logs}");
 }
@@ -237,54 +186,45 @@ fn repository_backoff_is_entered_reported_and_reset() {
 #[test]
 fn an_exhausted_budget_logs_retry_exhausted_and_counts_retries() {
     let mut task_id = String::new();
-    let logs = run_in_logs(|rt| {
-        rt.block_on(async {
-            let server = TestServer::start().await;
-            let (dir, pw) = scratch();
-            let agent = server.agent("exhaust").await;
-            let runner = Arc::new(ScriptedRunner::default());
-            let repo = dir.path().join("broken");
-            runner.script(
-                &repo.display().to_string(),
-                vec![Script::fail(1, "Fatal: something unknown went wrong\n")],
-            );
-            let mut config = agent_config(
-                &server,
-                &agent,
-                &dir.path().join("state"),
-                &[("broken", &repo, &pw)],
-            );
-            config.backoff_base_seconds = Some(1);
-            config.backoff_failure_threshold = Some(0);
-            let mut body = backup_policy(agent.id, "broken", &["/d"]);
-            body["maxTaskRetries"] = json!(2);
-            server.policy(body).await;
-            let running = RunningAgent::start(config, runner.clone()).await;
-            server
-                .wait_for(30, "the task to fail permanently", || async {
-                    !server.tasks("status=failed_permanently").await.is_empty()
-                })
-                .await;
-            let task = server.tasks("status=failed_permanently").await.remove(0);
-            task_id = task["id"].as_str().expect("id").to_owned();
-            assert_eq!(
-                (
-                    task["permanentReason"].clone(),
-                    task["retryCount"].clone(),
-                    task["attempt"].clone()
-                ),
-                (json!("retries_exhausted"), json!(2), json!(3))
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            assert!(
-                running
-                    .agent
-                    .render_metrics()
-                    .contains("backup_agent_retries_total 2"),
-                "two attempts answered with a retry"
-            );
-            running.stop().await;
-        });
+    let logs = logs_of(async {
+        let mut s = setup("exhaust", &["broken"]).await;
+        s.script(
+            "broken",
+            vec![Script::fail(1, "Fatal: something unknown went wrong\n")],
+        );
+        s.config.backoff_base_seconds = Some(1);
+        s.config.backoff_failure_threshold = Some(0);
+        let mut body = backup_policy(s.agent.id, "broken", &["/d"]);
+        body["maxTaskRetries"] = json!(2);
+        s.server.policy(body).await;
+        let running = s.start().await;
+        let server = &s.server;
+        server
+            .wait_for_any_task(
+                30,
+                "the task to fail permanently",
+                "status=failed_permanently",
+            )
+            .await;
+        let task = server.tasks("status=failed_permanently").await.remove(0);
+        task_id = id_of(&task).to_owned();
+        assert_eq!(
+            (
+                task["permanentReason"].clone(),
+                task["retryCount"].clone(),
+                task["attempt"].clone()
+            ),
+            (json!("retries_exhausted"), json!(2), json!(3))
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            running
+                .agent
+                .render_metrics()
+                .contains("backup_agent_retries_total 2"),
+            "two attempts answered with a retry"
+        );
+        running.stop().await;
     });
     assert!(
         logs.contains(&format!("Retry exhausted for task {task_id}")),
@@ -294,28 +234,17 @@ fn an_exhausted_budget_logs_retry_exhausted_and_counts_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_delivers_every_result_exactly_once_after_an_outage() {
-    let OneRepository {
-        mut server,
-        dir: _dir,
-        agent,
-        runner,
-        mut config,
-    } = one_repository("outbox", vec![Script::ok(2500)]).await;
-    config.max_concurrent_tasks = Some(3);
-    config.max_concurrent_backups = Some(3);
+    let mut s = one_repository("outbox", vec![Script::ok(2500)]).await;
+    s.config.max_concurrent_tasks = Some(3);
+    s.config.max_concurrent_backups = Some(3);
     for _ in 0..3 {
-        server
-            .policy(backup_policy(agent.id, "main", &["/d"]))
-            .await;
+        s.backup("main").await;
     }
-    let running = RunningAgent::start(config, runner.clone()).await;
-    server
-        .wait_for(15, "three backups running", || async {
-            runner.current() == 3
-        })
-        .await;
+    let running = s.start().await;
+    s.wait_running(15, "three backups running", 3).await;
     // The server goes down while the backups run; the agent finishes them anyway.
-    server.stop().await;
+    s.server.stop().await;
+    let Setup { server, runner, .. } = &mut s;
     server
         .wait_for(30, "the agent to finish what it held", || async {
             runner.current() == 0 && running.agent.diagnostics().outbox == 3
@@ -355,32 +284,13 @@ async fn the_outbox_delivers_every_result_exactly_once_after_an_outage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_task_is_stopped_without_a_result() {
-    let OneRepository {
-        server,
-        dir: _dir,
-        agent,
-        runner,
-        config,
-    } = one_repository("cancel", vec![Script::ok(60_000)]).await;
-    server
-        .policy(backup_policy(agent.id, "main", &["/d"]))
-        .await;
-    let running = RunningAgent::start(config, runner.clone()).await;
-    server
-        .wait_for(15, "the backup running", || async { runner.current() == 1 })
-        .await;
+    let (s, running) = one_backup_running("cancel", Script::ok(60_000)).await;
+    let server = &s.server;
     let task = server.tasks("status=running").await.remove(0);
-    let (status, _) = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/tasks/{}/cancel", task["id"].as_str().expect("id")),
-            None,
-        )
-        .await;
+    let cancel = format!("/tasks/{}/cancel", id_of(&task));
+    let (status, _) = server.api.call("POST", &cancel, None).await;
     assert_eq!(status, 200);
-    server
-        .wait_for(5, "restic stopped", || async { runner.current() == 0 })
-        .await;
+    s.wait_running(5, "restic stopped", 0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         running.agent.diagnostics().outbox,
@@ -394,21 +304,9 @@ async fn a_cancelled_task_is_stopped_without_a_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_reports_interrupted_and_spends_no_budget() {
-    let OneRepository {
-        server,
-        dir: _dir,
-        agent,
-        runner,
-        config,
-    } = one_repository("shutdown", vec![Script::ok(60_000)]).await;
-    server
-        .policy(backup_policy(agent.id, "main", &["/d"]))
-        .await;
-    let running = RunningAgent::start(config, runner.clone()).await;
-    server
-        .wait_for(15, "the backup running", || async { runner.current() == 1 })
-        .await;
+    let (s, running) = one_backup_running("shutdown", Script::ok(60_000)).await;
     running.stop().await;
+    let server = &s.server;
     let task = server.tasks("").await.remove(0);
     assert_eq!(
         (
@@ -464,37 +362,18 @@ impl OrchestratorClient for Throttled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_on_claim_holds_the_next_claim_until_retry_after() {
-    let OneRepository {
-        server,
-        dir: _dir,
-        agent,
-        runner,
-        config,
-    } = one_repository("throttled", vec![Script::ok(10)]).await;
-    assert_eq!(config.polling_interval_seconds, 1, "polls every second");
+    let s = one_repository("throttled", vec![Script::ok(10)]).await;
+    assert_eq!(s.config.polling_interval_seconds, 1, "polls every second");
     let client = Arc::new(Throttled {
-        inner: http_client(&config),
+        inner: http_client(&s.config),
         refusals: Mutex::new(2),
         retry_after: Duration::from_secs(3),
         claims: Mutex::new(Vec::new()),
     });
-    let policy = server
-        .policy(backup_policy(agent.id, "main", &["/d"]))
-        .await;
-    let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
-    let filter = format!("policyId={}", policy["id"].as_str().expect("id"));
-    server
-        .wait_for(
-            30,
-            "the backup to succeed once claims are allowed",
-            || async {
-                server
-                    .tasks(&filter)
-                    .await
-                    .iter()
-                    .any(|t| t["status"] == "succeeded")
-            },
-        )
+    let policy = s.backup("main").await;
+    let running = s.start_with_client(client.clone()).await;
+    s.server
+        .wait_for_success(30, "the backup to succeed once claims are allowed", &policy)
         .await;
     running.stop().await;
     let claims = client.claims.lock().expect("lock").clone();
@@ -511,15 +390,10 @@ async fn a_429_on_claim_holds_the_next_claim_until_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_waiting_for_its_repository_does_not_start_into_a_fresh_backoff() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("waiting").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
     // The backup holds the repository for 4 s, then fails on a lock: with a threshold of 1 the
     // repository enters a backoff of 30-60 s.
-    runner.script(
-        &repo.display().to_string(),
+    let mut s = one_repository(
+        "waiting",
         vec![
             Script {
                 millis: 4000,
@@ -527,31 +401,24 @@ async fn a_task_waiting_for_its_repository_does_not_start_into_a_fresh_backoff()
             },
             Script::ok(50),
         ],
-    );
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
-    config.max_concurrent_tasks = Some(2);
-    config.backoff_failure_threshold = Some(1);
-    config.backoff_base_seconds = Some(60);
-    server
-        .policy(backup_policy(agent.id, "main", &["/d"]))
-        .await;
-    let running = RunningAgent::start(config, runner.clone()).await;
-    server
-        .wait_for(15, "the backup running", || async { runner.current() == 1 })
-        .await;
+    )
+    .await;
+    s.config.max_concurrent_tasks = Some(2);
+    s.config.backoff_failure_threshold = Some(1);
+    s.config.backoff_base_seconds = Some(60);
+    s.backup("main").await;
+    let running = s.start().await;
+    s.wait_running(15, "the backup running", 1).await;
+    let Setup {
+        server,
+        runner,
+        agent,
+        ..
+    } = &s;
     // A check is claimed while the backup runs and waits for the exclusive repository lock.
+    server.policy(check_policy(agent.id, "main")).await;
     server
-        .policy(json!({"name": "check", "agentId": agent.id, "kind": "check", "schedule": {"every": "1h"}, "repository": "main"}))
-        .await;
-    server
-        .wait_for(15, "the check claimed", || async {
-            server.tasks("status=claimed").await.len() == 1
-        })
+        .wait_for_tasks(15, "the check claimed", "status=claimed", 1)
         .await;
     server
         .wait_for(
@@ -604,26 +471,17 @@ impl OrchestratorClient for Garbled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2xx_with_an_unreadable_body_settles_a_result() {
-    let OneRepository {
-        server,
-        dir: _dir,
-        agent,
-        runner,
-        config,
-    } = one_repository("garbled", vec![]).await;
+    let s = one_repository("garbled", vec![]).await;
     let client = Arc::new(Garbled {
-        inner: http_client(&config),
+        inner: http_client(&s.config),
         reports: Mutex::new(0),
     });
-    server
-        .policy(backup_policy(agent.id, "main", &["/d"]))
+    s.backup("main").await;
+    let running = s.start_with_client(client.clone()).await;
+    s.server
+        .wait_for_tasks(15, "the backup recorded", "status=succeeded", 1)
         .await;
-    let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
-    server
-        .wait_for(15, "the backup recorded", || async {
-            server.tasks("status=succeeded").await.len() == 1
-        })
-        .await;
+    let runner = &s.runner;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         running.agent.diagnostics().outbox,
@@ -645,23 +503,20 @@ async fn a_2xx_with_an_unreadable_body_settles_a_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("one-slot").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let (bad, good) = (dir.path().join("bad"), dir.path().join("good"));
-    runner.script(&bad.display().to_string(), vec![Script::fail(1, LOCKED)]);
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("bad", &bad, &pw), ("good", &good, &pw)],
-    );
-    config.max_concurrent_tasks = Some(1);
-    config.backoff_failure_threshold = Some(1);
-    config.backoff_base_seconds = Some(120);
-    server.policy(backup_policy(agent.id, "bad", &["/d"])).await;
-    let running = RunningAgent::start(config, runner.clone()).await;
+    let mut s = setup("one-slot", &["bad", "good"]).await;
+    s.script("bad", vec![Script::fail(1, LOCKED)]);
+    let (bad, good) = (s.repo("bad"), s.repo("good"));
+    s.config.max_concurrent_tasks = Some(1);
+    s.config.backoff_failure_threshold = Some(1);
+    s.config.backoff_base_seconds = Some(120);
+    s.backup("bad").await;
+    let running = s.start().await;
+    let Setup {
+        server,
+        runner,
+        agent,
+        ..
+    } = &s;
     server
         .wait_for(15, "the bad repository in backoff", || async {
             !running.agent.diagnostics().backoff.is_empty()
@@ -672,22 +527,10 @@ async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
     let mut second = backup_policy(agent.id, "bad", &["/d"]);
     second["name"] = json!("bad, run now");
     let second = server.policy(second).await;
-    let (status, body) = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/policies/{}/run", second["id"].as_str().expect("id")),
-            None,
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let run_now = body["id"].as_str().expect("id").to_owned();
+    let run_now = id_of(&server.run_now(&second).await).to_owned();
+    s.backup("good").await;
     server
-        .policy(backup_policy(agent.id, "good", &["/d"]))
-        .await;
-    server
-        .wait_for(20, "the good repository's backup", || async {
-            server.tasks("status=succeeded").await.len() == 1
-        })
+        .wait_for_tasks(20, "the good repository's backup", "status=succeeded", 1)
         .await;
     let operations: Vec<_> = runner.operations().iter().map(repository_of).collect();
     assert_eq!(
@@ -704,7 +547,7 @@ async fn a_repository_in_backoff_does_not_hold_the_agent_from_the_others() {
 }
 
 fn repository_of(spec: &backup_core::ProcessSpec) -> String {
-    crate::harness::env_of(spec, "RESTIC_REPOSITORY")
+    env_of(spec, "RESTIC_REPOSITORY")
         .unwrap_or_default()
         .to_owned()
 }
@@ -765,26 +608,19 @@ impl OrchestratorClient for Replaying {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_handed_out_again_while_it_runs_is_not_started_twice() {
-    let OneRepository {
-        server,
-        dir: _dir,
-        agent,
-        runner,
-        mut config,
-    } = one_repository("replayed", vec![Script::ok(4000)]).await;
+    let mut s = one_repository("replayed", vec![Script::ok(4000)]).await;
     // Two slots: only the agent's own bookkeeping can keep a second run from starting.
-    config.max_concurrent_tasks = Some(2);
-    config.max_concurrent_backups = Some(2);
+    s.config.max_concurrent_tasks = Some(2);
+    s.config.max_concurrent_backups = Some(2);
     let client = Arc::new(Replaying {
-        inner: http_client(&config),
+        inner: http_client(&s.config),
         first: Mutex::new(None),
         started: Mutex::new(None),
         replays: Mutex::new(3),
     });
-    server
-        .policy(backup_policy(agent.id, "main", &["/d"]))
-        .await;
-    let running = RunningAgent::start_with_client(config, runner.clone(), client.clone()).await;
+    s.backup("main").await;
+    let running = s.start_with_client(client.clone()).await;
+    let Setup { server, runner, .. } = &s;
     server
         .wait_for(20, "the replayed claims made", || async {
             *client.replays.lock().expect("lock") == 0
@@ -804,27 +640,15 @@ async fn a_task_handed_out_again_while_it_runs_is_not_started_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_that_finished_as_it_was_stopped_is_reported_as_a_success() {
-    let OneRepository {
-        server,
-        dir: _dir,
-        agent,
-        runner,
-        config,
-    } = one_repository(
+    let (s, running) = one_backup_running(
         "finished-anyway",
-        vec![Script {
+        Script {
             finishes_when_stopped: true,
             ..Script::ok(60_000)
-        }],
+        },
     )
     .await;
-    server
-        .policy(backup_policy(agent.id, "main", &["/d"]))
-        .await;
-    let running = RunningAgent::start(config, runner.clone()).await;
-    server
-        .wait_for(15, "the backup running", || async { runner.current() == 1 })
-        .await;
+    let server = &s.server;
     // The shutdown's SIGINT meets a restic that had already saved its snapshot and exits 0: the
     // snapshot is reported, not an interrupted attempt that would be run again into a second.
     running.stop().await;

@@ -14,11 +14,11 @@ use backup_agent::{
 };
 use backup_core::{
     AgentId, Error, ExitStatus, ProcessControl, ProcessEvent, ProcessOutcome, ProcessRunner,
-    ProcessSpec, Stream, SystemClock, TenantCreated,
+    ProcessSpec, StopSignal, Stream, SystemClock,
 };
 use backup_server::{SchedulerConfig, Server, ServerConfig};
-use backup_testkit::{Auth, Client, Http, TestAgent};
-use serde_json::Value;
+use backup_testkit::{Client, Http, TenantApi, TestAgent};
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 /// A server on a temp SQLite file, ticking every second.
@@ -26,8 +26,8 @@ pub(crate) struct TestServer {
     pub(crate) server: Option<Server>,
     _dir: tempfile::TempDir,
     pub(crate) url: String,
-    pub(crate) tenant: TenantCreated,
-    pub(crate) api: Client<Http>,
+    /// The API as the test tenant.
+    pub(crate) api: TenantApi<Http>,
     pub(crate) config: ServerConfig,
 }
 
@@ -70,9 +70,8 @@ impl TestServer {
         TestServer {
             server: Some(server),
             _dir: dir,
-            api: Client::new(Http::new(&url)),
+            api: TenantApi::new(Client::new(Http::new(&url)), tenant),
             url,
-            tenant,
             config,
         }
     }
@@ -92,58 +91,66 @@ impl TestServer {
         self.server = Some(server);
     }
 
-    pub(crate) async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let a = self
-            .api
-            .call(method.as_str(), path, &Auth::tenant(&self.tenant), body)
-            .await;
-        (a.status, a.body)
-    }
-
     pub(crate) async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        body
+        self.api.get(path).await
     }
 
     /// An agent of the test tenant.
     pub(crate) async fn agent(&self, name: &str) -> TestAgent {
-        self.api.create_agent(&self.tenant, name).await
+        self.api.agent(name).await
     }
 
     pub(crate) async fn policy(&self, body: Value) -> Value {
-        let (status, body) = self
-            .call(reqwest::Method::POST, "/policies", Some(body))
-            .await;
+        let (status, body) = self.api.call("POST", "/policies", Some(body)).await;
         assert_eq!(status, 201, "{body}");
         body
     }
 
     pub(crate) async fn patch_settings(&self, agent: AgentId, body: Value) -> Value {
-        let (status, body) = self
-            .call(
-                reqwest::Method::PATCH,
-                &format!("/agents/{agent}/settings"),
-                Some(body),
-            )
-            .await;
+        let path = format!("/agents/{agent}/settings");
+        let (status, body) = self.api.call("PATCH", &path, Some(body)).await;
         assert_eq!(status, 200, "{body}");
         body
     }
 
     pub(crate) async fn runs(&self, query: &str) -> Vec<Value> {
-        self.api
-            .all(&self.tenant, &format!("/backup-runs?{query}"))
-            .await
+        self.api.all(&format!("/backup-runs?{query}")).await
     }
 
     pub(crate) async fn tasks(&self, query: &str) -> Vec<Value> {
-        self.api.all(&self.tenant, &format!("/tasks?{query}")).await
+        self.api.all(&format!("/tasks?{query}")).await
+    }
+
+    /// Run-now of `policy`: the new task.
+    pub(crate) async fn run_now(&self, policy: &Value) -> Value {
+        let path = format!("/policies/{}/run", id_of(policy));
+        let (status, body) = self.api.call("POST", &path, None).await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Waits until `query` lists `n` tasks.
+    pub(crate) async fn wait_for_tasks(&self, secs: u64, what: &str, query: &str, n: usize) {
+        self.wait_for(secs, what, || async { self.tasks(query).await.len() == n })
+            .await;
+    }
+
+    /// Waits until `query` lists a task.
+    pub(crate) async fn wait_for_any_task(&self, secs: u64, what: &str, query: &str) {
+        self.wait_for(secs, what, || async { !self.tasks(query).await.is_empty() })
+            .await;
+    }
+
+    /// Waits until a task of `policy` has succeeded.
+    pub(crate) async fn wait_for_success(&self, secs: u64, what: &str, policy: &Value) {
+        let query = policy_query(policy);
+        self.wait_for(secs, what, || async {
+            self.tasks(&query)
+                .await
+                .iter()
+                .any(|t| t["status"] == "succeeded")
+        })
+        .await;
     }
 
     /// Polls `check` every 100 ms until it holds or `secs` pass.
@@ -158,6 +165,26 @@ impl TestServer {
 
 pub(crate) fn backup_policy(agent: AgentId, repository: &str, paths: &[&str]) -> Value {
     backup_testkit::backup_policy(agent, repository, paths)
+}
+
+/// An hourly check policy of `agent` on `repository`.
+pub(crate) fn check_policy(agent: AgentId, repository: &str) -> Value {
+    json!({"name": "check", "agentId": agent, "kind": "check", "schedule": {"every": "1h"}, "repository": repository})
+}
+
+/// An hourly prune policy of `agent` on `repository`, keeping the last `keep_last` snapshots.
+pub(crate) fn prune_policy(agent: AgentId, repository: &str, keep_last: u32) -> Value {
+    json!({"name": "prune", "agentId": agent, "kind": "prune", "schedule": {"every": "1h"}, "repository": repository, "retention": {"keepLast": keep_last}})
+}
+
+/// The `id` of an object of the API.
+pub(crate) fn id_of(object: &Value) -> &str {
+    object["id"].as_str().expect("an id")
+}
+
+/// The query for `policy`'s tasks or runs.
+pub(crate) fn policy_query(policy: &Value) -> String {
+    format!("policyId={}", id_of(policy))
 }
 
 /// An agent configuration for `server` with fast intervals and the given repositories.
@@ -423,39 +450,130 @@ impl ProcessRunner for ScriptedRunner {
     }
 }
 
-/// What most agent tests start from: a server, an agent, one repository `main` whose restic
-/// calls follow `scripts` (none given: each call succeeds at once), and the agent's
-/// configuration. Keep `dir` bound for the test's length (it holds the state and password).
-pub(crate) struct OneRepository {
+/// What most agent tests start from: a server, an agent `name` of its tenant, a scratch
+/// directory with a password file, repositories at `dir/<repository>` whose restic calls follow
+/// the scripts given with [`Setup::script`] (none given: each call succeeds at once), and the
+/// agent's configuration. Keep it bound for the test's length (`dir` holds the state).
+pub(crate) struct Setup {
     pub(crate) server: TestServer,
     pub(crate) dir: tempfile::TempDir,
+    pub(crate) pw: PathBuf,
     pub(crate) agent: TestAgent,
     pub(crate) runner: Arc<ScriptedRunner>,
     pub(crate) config: AgentConfig,
 }
 
-pub(crate) async fn one_repository(name: &str, scripts: Vec<Script>) -> OneRepository {
+/// A [`Setup`] for agent `name` with `repositories`.
+pub(crate) async fn setup(name: &str, repositories: &[&str]) -> Setup {
     let server = TestServer::start().await;
     let (dir, pw) = scratch();
     let agent = server.agent(name).await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
-    if !scripts.is_empty() {
-        runner.script(&repo.display().to_string(), scripts);
-    }
+    let urls: Vec<PathBuf> = repositories.iter().map(|r| dir.path().join(r)).collect();
     let config = agent_config(
         &server,
         &agent,
         &dir.path().join("state"),
-        &[("main", &repo, &pw)],
+        &repositories
+            .iter()
+            .zip(&urls)
+            .map(|(name, url)| (*name, url.as_path(), pw.as_path()))
+            .collect::<Vec<_>>(),
     );
-    OneRepository {
+    Setup {
         server,
         dir,
+        pw,
         agent,
-        runner,
+        runner: Arc::new(ScriptedRunner::default()),
         config,
     }
+}
+
+/// A [`Setup`] for agent `name` with one repository `main` whose calls follow `scripts`.
+pub(crate) async fn one_repository(name: &str, scripts: Vec<Script>) -> Setup {
+    let s = setup(name, &["main"]).await;
+    if !scripts.is_empty() {
+        s.script("main", scripts);
+    }
+    s
+}
+
+impl Setup {
+    /// Where `repository` lives.
+    pub(crate) fn repo(&self, repository: &str) -> PathBuf {
+        self.dir.path().join(repository)
+    }
+
+    /// Scripts for `repository`'s restic calls, in order, the last repeating.
+    pub(crate) fn script(&self, repository: &str, scripts: Vec<Script>) {
+        self.runner
+            .script(&self.repo(repository).display().to_string(), scripts);
+    }
+
+    /// An hourly backup policy of the agent into `repository`.
+    pub(crate) async fn backup(&self, repository: &str) -> Value {
+        self.backup_of(repository, Path::new("/d")).await
+    }
+
+    /// An hourly backup policy of the agent: `data` into `repository`.
+    pub(crate) async fn backup_of(&self, repository: &str, data: &Path) -> Value {
+        let data = data.to_str().expect("utf8");
+        self.server
+            .policy(backup_policy(self.agent.id, repository, &[data]))
+            .await
+    }
+
+    /// The agent, running with the scripted runner.
+    pub(crate) async fn start(&self) -> RunningAgent {
+        RunningAgent::start(self.config.clone(), self.runner.clone()).await
+    }
+
+    /// The agent, running real processes.
+    pub(crate) async fn start_real(&self) -> RunningAgent {
+        RunningAgent::start(self.config.clone(), real_runner()).await
+    }
+
+    /// The agent, running with the scripted runner and `client`.
+    pub(crate) async fn start_with_client(
+        &self,
+        client: Arc<dyn OrchestratorClient>,
+    ) -> RunningAgent {
+        RunningAgent::start_with_client(self.config.clone(), self.runner.clone(), client).await
+    }
+
+    /// Waits until `n` scripted operations run at once.
+    pub(crate) async fn wait_running(&self, secs: u64, what: &str, n: usize) {
+        backup_testkit::wait_for(secs, what, || async { self.runner.current() == n }).await;
+    }
+}
+
+/// Runs `test` on a current-thread runtime; what it logged (see [`backup_testkit::capture_logs`]).
+pub(crate) fn logs_of(test: impl std::future::Future<Output = ()>) -> String {
+    backup_testkit::capture_logs(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(test);
+    })
+}
+
+/// Runs `spec` on the real runner to its end: its outcome and every event it streamed.
+pub(crate) async fn run_to_end(spec: ProcessSpec) -> (ProcessOutcome, Vec<ProcessEvent>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let control = ProcessControl {
+        events: Some(tx),
+        stop: StopSignal::never(),
+    };
+    let out = TokioProcessRunner::new()
+        .run(spec, control)
+        .await
+        .expect("runs");
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    (out, events)
 }
 
 /// A password file and a directory for an agent's state.

@@ -1,12 +1,11 @@
 //! Limits and quotas: the agent against the real server, restic scripted at the process seam.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::harness::{
-    OneRepository, RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy,
-    env_of, one_repository, scratch,
+    Script, Setup, check_policy, env_of, logs_of, one_repository, prune_policy, setup,
 };
 
 fn flag(spec: &backup_core::ProcessSpec, name: &str) -> Option<String> {
@@ -17,45 +16,27 @@ fn flag(spec: &backup_core::ProcessSpec, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_more_than_the_limits_total_and_per_kind() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("limits").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repos: Vec<(String, std::path::PathBuf)> = (0..3)
-        .map(|i| (format!("r{i}"), dir.path().join(format!("repo{i}"))))
-        .collect();
-    for (_, url) in &repos {
+    let repos = ["r0", "r1", "r2"];
+    let mut s = setup("limits", &repos).await;
+    for repo in repos {
         // Long enough that the limits are reached, not just respected, on a loaded machine.
-        runner.script(&url.display().to_string(), vec![Script::ok(2000)]);
+        s.script(repo, vec![Script::ok(2000)]);
     }
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &repos
-            .iter()
-            .map(|(n, u)| (n.as_str(), u.as_path(), pw.as_path()))
-            .collect::<Vec<_>>(),
-    );
-    config.max_concurrent_tasks = Some(3);
-    config.max_concurrent_backups = Some(2);
-    config.max_concurrent_checks = Some(1);
+    s.config.max_concurrent_tasks = Some(3);
+    s.config.max_concurrent_backups = Some(2);
+    s.config.max_concurrent_checks = Some(1);
     for i in 0..6 {
-        server
-            .policy(backup_policy(agent.id, &format!("r{}", i % 3), &["/data"]))
-            .await;
+        s.backup(repos[i % 3]).await;
     }
-    for i in 0..3 {
-        server.policy(json!({"name": "check", "agentId": agent.id, "kind": "check", "schedule": {"every": "1h"}, "repository": format!("r{i}")})).await;
+    for repo in repos {
+        s.server.policy(check_policy(s.agent.id, repo)).await;
     }
-    let running = RunningAgent::start(config, runner.clone()).await;
-    server
-        .wait_for(90, "all nine tasks to succeed", || async {
-            server.tasks("status=succeeded").await.len() == 9
-        })
+    let running = s.start().await;
+    s.server
+        .wait_for_tasks(90, "all nine tasks to succeed", "status=succeeded", 9)
         .await;
     running.stop().await;
-    let (total, per_op) = runner.max_concurrent();
+    let (total, per_op) = s.runner.max_concurrent();
     assert!(total <= 3, "at most maxConcurrentTasks at once: {total}");
     assert_eq!(
         per_op.get("backup").copied(),
@@ -67,41 +48,22 @@ async fn never_more_than_the_limits_total_and_per_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotas_reach_restic_as_flags_niceness_and_gomaxprocs() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("quotas").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
     // Long enough that both backups surely overlap (the ledger's shares depend on it).
-    runner.script(&repo.display().to_string(), vec![Script::ok(5000)]);
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
-    config.max_concurrent_tasks = Some(2);
-    config.max_concurrent_backups = Some(2);
-    config.bandwidth_limit_mbps = Some(20);
-    config.cpu_quota_percent = Some(50);
+    let mut s = one_repository("quotas", vec![Script::ok(5000)]).await;
+    s.config.max_concurrent_tasks = Some(2);
+    s.config.max_concurrent_backups = Some(2);
+    s.config.bandwidth_limit_mbps = Some(20);
+    s.config.cpu_quota_percent = Some(50);
     for _ in 0..2 {
-        server
-            .policy(backup_policy(agent.id, "main", &["/data"]))
-            .await;
+        s.backup("main").await;
     }
-    let running = RunningAgent::start(config, runner.clone()).await;
-    server
-        .wait_for(30, "both backups running at once", || async {
-            runner.current() == 2
-        })
-        .await;
-    server
-        .wait_for(30, "both backups to succeed", || async {
-            server.tasks("status=succeeded").await.len() == 2
-        })
+    let running = s.start().await;
+    s.wait_running(30, "both backups running at once", 2).await;
+    s.server
+        .wait_for_tasks(30, "both backups to succeed", "status=succeeded", 2)
         .await;
     running.stop().await;
-    let backups = runner.operations();
+    let backups = s.runner.operations();
     assert_eq!(backups.len(), 2);
     let mut limits: Vec<u64> = backups
         .iter()
@@ -139,24 +101,20 @@ async fn quotas_reach_restic_as_flags_niceness_and_gomaxprocs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settings_patch_changes_what_runs_within_one_heartbeat() {
-    let OneRepository {
-        server,
-        dir: _dir,
-        agent,
-        runner,
-        mut config,
-    } = one_repository("patch", vec![Script::ok(4000)]).await;
-    config.max_concurrent_tasks = Some(1);
-    config.max_concurrent_backups = Some(1);
+    let mut s = one_repository("patch", vec![Script::ok(4000)]).await;
+    s.config.max_concurrent_tasks = Some(1);
+    s.config.max_concurrent_backups = Some(1);
     for _ in 0..4 {
-        server
-            .policy(backup_policy(agent.id, "main", &["/data"]))
-            .await;
+        s.backup("main").await;
     }
-    let running = RunningAgent::start(config, runner.clone()).await;
-    server
-        .wait_for(10, "one backup running", || async { runner.current() == 1 })
-        .await;
+    let running = s.start().await;
+    s.wait_running(10, "one backup running", 1).await;
+    let Setup {
+        server,
+        runner,
+        agent,
+        ..
+    } = &s;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(runner.current(), 1, "the limit holds");
     let patched = server
@@ -187,10 +145,7 @@ async fn a_settings_patch_changes_what_runs_within_one_heartbeat() {
         3,
         "applied by the first heartbeat sent after the PATCH"
     );
-    server
-        .wait_for(30, "three backups at once after the PATCH", || async {
-            runner.current() == 3
-        })
+    s.wait_running(30, "three backups at once after the PATCH", 3)
         .await;
     let metrics = running.agent.render_metrics();
     assert!(
@@ -202,36 +157,23 @@ async fn a_settings_patch_changes_what_runs_within_one_heartbeat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_outcomes_and_the_concurrency_limit() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("metrics").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let (good, partial) = (dir.path().join("good"), dir.path().join("partial"));
-    runner.script(&good.display().to_string(), vec![Script::ok(50)]);
-    runner.script(
-        &partial.display().to_string(),
+    let mut s = setup("metrics", &["good", "partial"]).await;
+    s.script("good", vec![Script::ok(50)]);
+    s.script(
+        "partial",
         vec![Script {
             exit: 3,
             ..Script::ok(50)
         }],
     );
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("good", &good, &pw), ("partial", &partial, &pw)],
-    );
-    config.max_concurrent_tasks = Some(2);
+    s.config.max_concurrent_tasks = Some(2);
     for repo in ["good", "good", "partial"] {
-        server
-            .policy(backup_policy(agent.id, repo, &["/data"]))
-            .await;
+        s.backup(repo).await;
     }
-    let running = RunningAgent::start(config, runner.clone()).await;
+    let running = s.start().await;
+    let server = &s.server;
     server
-        .wait_for(20, "three tasks done", || async {
-            server.tasks("status=succeeded").await.len() == 3
-        })
+        .wait_for_tasks(20, "three tasks done", "status=succeeded", 3)
         .await;
     let text = running.agent.render_metrics();
     for line in [
@@ -269,64 +211,41 @@ fn waiting_for_a_slot_logs_concurrency_limit_reached() {
     // The agent claims only what its limits admit, so its gate waits when a limit goes down
     // while it holds tasks: here a prune queued behind a backup's repository lock meets a
     // total limit lowered to 1 while a check still runs.
-    let logs = backup_testkit::capture_logs(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let server = TestServer::start().await;
-            let (dir, pw) = scratch();
-            let agent = server.agent("logs").await;
-            let runner = Arc::new(ScriptedRunner::default());
-            let (x, y) = (dir.path().join("x"), dir.path().join("y"));
-            runner.script(&x.display().to_string(), vec![Script::ok(3000), Script::ok(50)]);
-            runner.script(&y.display().to_string(), vec![Script::ok(6000)]);
-            let mut config = agent_config(&server, &agent, &dir.path().join("state"), &[("x", &x, &pw), ("y", &y, &pw)]);
-            config.max_concurrent_tasks = Some(3);
-            server.policy(backup_policy(agent.id, "x", &["/d"])).await;
-            server.policy(json!({"name": "check", "agentId": agent.id, "kind": "check", "schedule": {"every": "1h"}, "repository": "y"})).await;
-            server.policy(json!({"name": "prune", "agentId": agent.id, "kind": "prune", "schedule": {"every": "1h"}, "repository": "x", "retention": {"keepLast": 2}})).await;
-            let running = RunningAgent::start(config, runner.clone()).await;
-            server.wait_for(10, "backup and check running", || async { runner.current() == 2 }).await;
-            server.patch_settings(agent.id, json!({"maxConcurrentTasks": 1})).await;
-            server.wait_for(30, "all three done", || async { server.tasks("status=succeeded").await.len() == 3 }).await;
-            assert_eq!(runner.max_concurrent().1.get("forget").copied(), Some(1));
-            running.stop().await;
-        });
+    let logs = logs_of(async {
+        let mut s = setup("logs", &["x", "y"]).await;
+        s.script("x", vec![Script::ok(3000), Script::ok(50)]);
+        s.script("y", vec![Script::ok(6000)]);
+        s.config.max_concurrent_tasks = Some(3);
+        s.backup("x").await;
+        s.server.policy(check_policy(s.agent.id, "y")).await;
+        s.server.policy(prune_policy(s.agent.id, "x", 2)).await;
+        let running = s.start().await;
+        s.wait_running(10, "backup and check running", 2).await;
+        s.server
+            .patch_settings(s.agent.id, json!({"maxConcurrentTasks": 1}))
+            .await;
+        s.server
+            .wait_for_tasks(30, "all three done", "status=succeeded", 3)
+            .await;
+        assert_eq!(s.runner.max_concurrent().1.get("forget").copied(), Some(1));
+        running.stop().await;
     });
     assert!(logs.contains("Concurrency limit reached"), "{logs}");
 }
 
 #[test]
 fn an_agent_at_its_limit_logs_concurrency_limit_reached() {
-    let logs = backup_testkit::capture_logs(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let OneRepository {
-                server,
-                dir: _dir,
-                agent,
-                runner,
-                mut config,
-            } = one_repository("full", vec![Script::ok(3000)]).await;
-            config.max_concurrent_tasks = Some(1);
-            for _ in 0..2 {
-                server
-                    .policy(backup_policy(agent.id, "main", &["/d"]))
-                    .await;
-            }
-            let running = RunningAgent::start(config, runner.clone()).await;
-            server
-                .wait_for(60, "both backups done", || async {
-                    server.tasks("status=succeeded").await.len() == 2
-                })
-                .await;
-            running.stop().await;
-        });
+    let logs = logs_of(async {
+        let mut s = one_repository("full", vec![Script::ok(3000)]).await;
+        s.config.max_concurrent_tasks = Some(1);
+        for _ in 0..2 {
+            s.backup("main").await;
+        }
+        let running = s.start().await;
+        s.server
+            .wait_for_tasks(60, "both backups done", "status=succeeded", 2)
+            .await;
+        running.stop().await;
     });
     assert!(
         logs.contains("Concurrency limit reached") && logs.contains("limit=1"),

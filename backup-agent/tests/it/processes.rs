@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use backup_agent::TokioProcessRunner;
+
+use crate::harness::run_to_end;
 use backup_core::{
     ExitStatus, ProcessControl, ProcessEvent, ProcessRunner, ProcessSpec, StopSignal, Stream,
     Termination,
@@ -43,23 +45,12 @@ async fn the_child_runs_with_the_requested_niceness() {
 
 #[tokio::test]
 async fn a_timeout_kills_the_child_and_its_children() {
-    let runner = TokioProcessRunner::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // The shell ignores SIGINT, so only the SIGKILL after the grace period ends it. The timeout
     // leaves the shell ample time to set its trap and start both children on a loaded machine.
     let mut spec = sh("trap '' INT; sleep 300 & echo child $!; sleep 300 & echo child $!; wait");
     spec.timeout = Some(Duration::from_secs(3));
     spec.grace = Duration::from_millis(300);
-    let out = runner
-        .run(
-            spec,
-            ProcessControl {
-                events: Some(tx),
-                stop: StopSignal::never(),
-            },
-        )
-        .await
-        .expect("runs");
+    let (out, events) = run_to_end(spec).await;
     assert_eq!(out.terminated, Some(Termination::TimedOut));
     assert!(
         matches!(out.status, ExitStatus::Signal(9)),
@@ -68,7 +59,7 @@ async fn a_timeout_kills_the_child_and_its_children() {
     );
     let mut children = Vec::new();
     let mut leader = None;
-    while let Ok(event) = rx.try_recv() {
+    for event in events {
         match event {
             ProcessEvent::Started { pid, pgid } => {
                 assert_eq!(pid, pgid, "the child leads its own process group");
@@ -163,21 +154,10 @@ async fn a_stop_sends_sigint_first_and_waits_for_a_clean_exit() {
 
 #[tokio::test]
 async fn output_tails_are_bounded_and_lines_streamed() {
-    let runner = TokioProcessRunner::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut spec =
         sh("i=0; while [ $i -lt 5000 ]; do echo line-$i; i=$((i+1)); done; echo oops >&2; exit 4");
     spec.tail_bytes = 1000;
-    let out = runner
-        .run(
-            spec,
-            ProcessControl {
-                events: Some(tx),
-                stop: StopSignal::never(),
-            },
-        )
-        .await
-        .expect("runs");
+    let (out, events) = run_to_end(spec).await;
     assert_eq!(out.status, ExitStatus::Code(4));
     assert!(out.stdout_tail.len() <= 1000);
     assert!(
@@ -185,18 +165,18 @@ async fn output_tails_are_bounded_and_lines_streamed() {
         "the tail is the end"
     );
     assert_eq!(out.stderr_tail, "oops\n");
-    let mut lines = 0;
-    while let Ok(event) = rx.try_recv() {
-        if matches!(
-            event,
-            ProcessEvent::Line {
-                stream: Stream::Stdout,
-                ..
-            }
-        ) {
-            lines += 1;
-        }
-    }
+    let lines = events
+        .iter()
+        .filter(|event| {
+            matches!(
+                event,
+                ProcessEvent::Line {
+                    stream: Stream::Stdout,
+                    ..
+                }
+            )
+        })
+        .count();
     assert_eq!(lines, 5000, "every line streamed");
 }
 

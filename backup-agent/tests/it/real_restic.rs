@@ -8,13 +8,53 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backup_agent::{TokioProcessRunner, restic};
+use backup_agent::restic;
 use backup_core::{ProcessControl, ProcessRunner, ProcessSpec};
 use serde_json::json;
 
-use crate::harness::{RunningAgent, TestServer, agent_config, backup_policy, real_runner, scratch};
+use crate::harness::{
+    check_policy, id_of, policy_query, prune_policy, real_runner, run_to_end, scratch, setup,
+};
 
 use backup_testkit::{restic_command as restic_cmd, snapshots};
+
+/// `restic init` of `repo`, which must succeed.
+fn init_repository(repo: &Path, password: &Path, cache: &Path) {
+    assert!(
+        restic_cmd(repo, password, cache)
+            .arg("init")
+            .stdout(Stdio::null())
+            .status()
+            .expect("init")
+            .success()
+    );
+}
+
+/// The arguments the agent gives restic for a backup of `paths` at `limit_upload_kib`.
+fn backup_arguments(paths: &[String], limit_upload_kib: u64) -> Vec<String> {
+    restic::arguments(
+        &restic::Command::Backup {
+            paths,
+            excludes: &[],
+            host: "h",
+            tags: &[],
+            limit_upload_kib: Some(limit_upload_kib),
+        },
+        None,
+    )
+}
+
+/// The environment the agent gives restic for `repo`.
+fn restic_env(repo: &Path, password: &Path, cache: &Path) -> Vec<(String, String)> {
+    vec![
+        ("RESTIC_REPOSITORY".into(), repo.display().to_string()),
+        (
+            "RESTIC_PASSWORD_FILE".into(),
+            password.display().to_string(),
+        ),
+        ("RESTIC_CACHE_DIR".into(), cache.display().to_string()),
+    ]
+}
 
 fn sample_data(dir: &Path, random_bytes: usize) -> PathBuf {
     let data = dir.join("data");
@@ -34,62 +74,26 @@ async fn backup_check_and_prune_through_the_agent() {
     if backup_testkit::restic().is_none() {
         return;
     }
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let data = sample_data(dir.path(), 200_000);
-    let repo = dir.path().join("repo");
-    let agent = server.agent("real").await;
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
-    config.max_concurrent_tasks = Some(2);
-    let backup = server
-        .policy(backup_policy(
-            agent.id,
-            "main",
-            &[data.to_str().expect("utf8")],
-        ))
-        .await;
-    let running = RunningAgent::start(config, real_runner()).await;
-    let q = format!("policyId={}", backup["id"].as_str().expect("id"));
+    let mut s = setup("real", &["main"]).await;
+    let data = sample_data(s.dir.path(), 200_000);
+    s.config.max_concurrent_tasks = Some(2);
+    let backup = s.backup_of("main", &data).await;
+    let running = s.start_real().await;
+    let server = &s.server;
     server
-        .wait_for(60, "the backup to succeed", || async {
-            server
-                .tasks(&q)
-                .await
-                .iter()
-                .any(|t| t["status"] == "succeeded")
-        })
+        .wait_for_success(60, "the backup to succeed", &backup)
         .await;
     // A second backup, then check and prune with keepLast 1.
-    let (status, _) = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/policies/{}/run", backup["id"].as_str().expect("id")),
-            None,
-        )
-        .await;
-    assert_eq!(status, 201);
+    server.run_now(&backup).await;
+    let q = policy_query(&backup);
     server
-        .wait_for(60, "the second backup", || async {
-            server.tasks(&format!("{q}&status=succeeded")).await.len() == 2
-        })
+        .wait_for_tasks(60, "the second backup", &format!("{q}&status=succeeded"), 2)
         .await;
-    let check = server.policy(json!({"name": "check", "agentId": agent.id, "kind": "check", "schedule": {"every": "1h"}, "repository": "main"})).await;
-    let prune = server.policy(json!({"name": "prune", "agentId": agent.id, "kind": "prune", "schedule": {"every": "1h"}, "repository": "main", "retention": {"keepLast": 1}})).await;
+    let check = server.policy(check_policy(s.agent.id, "main")).await;
+    let prune = server.policy(prune_policy(s.agent.id, "main", 1)).await;
     for p in [&check, &prune] {
-        let q = format!("policyId={}", p["id"].as_str().expect("id"));
         server
-            .wait_for(90, "check and prune to succeed", || async {
-                server
-                    .tasks(&q)
-                    .await
-                    .iter()
-                    .any(|t| t["status"] == "succeeded")
-            })
+            .wait_for_success(90, "check and prune to succeed", p)
             .await;
     }
     running.stop().await;
@@ -99,8 +103,8 @@ async fn backup_check_and_prune_through_the_agent() {
         .filter_map(|r| r["snapshotId"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(recorded.len(), 2);
-    let cache = dir.path().join("state/cache");
-    let listed = snapshots(&repo, &pw, &cache);
+    let cache = s.dir.path().join("state/cache");
+    let listed = snapshots(&s.repo("main"), &s.pw, &cache);
     assert_eq!(listed.len(), 1, "prune kept the last one");
     let kept = listed[0]["short_id"].as_str().expect("short id");
     assert!(
@@ -131,53 +135,22 @@ async fn limit_upload_really_slows_an_upload() {
     let data = sample_data(dir.path(), 3 * 1024 * 1024);
     let repo = dir.path().join("repo");
     let cache = dir.path().join("cache");
-    assert!(
-        restic_cmd(&repo, &pw, &cache)
-            .arg("init")
-            .stdout(Stdio::null())
-            .status()
-            .expect("init")
-            .success()
-    );
-    let runner = TokioProcessRunner::new();
+    init_repository(&repo, &pw, &cache);
     let limit_kib = 512;
     let paths = vec![data.display().to_string()];
-    let args = restic::arguments(
-        &restic::Command::Backup {
-            paths: &paths,
-            excludes: &[],
-            host: "h",
-            tags: &[],
-            limit_upload_kib: Some(limit_kib),
-        },
-        None,
-    );
-    let mut spec = ProcessSpec::new("restic").args(args);
-    spec.env = vec![
-        ("RESTIC_REPOSITORY".into(), repo.display().to_string()),
-        ("RESTIC_PASSWORD_FILE".into(), pw.display().to_string()),
-        ("RESTIC_CACHE_DIR".into(), cache.display().to_string()),
-    ];
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut spec = ProcessSpec::new("restic").args(backup_arguments(&paths, limit_kib));
+    spec.env = restic_env(&repo, &pw, &cache);
     let started = Instant::now();
-    let out = runner
-        .run(
-            spec,
-            ProcessControl {
-                events: Some(tx),
-                stop: backup_core::StopSignal::never(),
-            },
-        )
-        .await
-        .expect("runs");
+    let (out, events) = run_to_end(spec).await;
     let took = started.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", out.stderr_tail);
-    let mut lines = Vec::new();
-    while let Ok(event) = rx.try_recv() {
-        if let backup_core::ProcessEvent::Line { line, .. } = event {
-            lines.push(line);
-        }
-    }
+    let lines: Vec<String> = events
+        .into_iter()
+        .filter_map(|event| match event {
+            backup_core::ProcessEvent::Line { line, .. } => Some(line),
+            _ => None,
+        })
+        .collect();
     let summary = restic::parse_summary(lines.iter().map(String::as_str)).expect("summary");
     let predicted = summary.data_added as f64 / (limit_kib as f64 * 1024.0);
     assert!(predicted > 4.0, "enough data to measure: {predicted:.1} s");
@@ -197,40 +170,16 @@ async fn a_wrong_password_fails_permanently_at_once() {
     if backup_testkit::restic().is_none() {
         return;
     }
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let repo = dir.path().join("repo");
-    let cache = dir.path().join("cache");
-    let other_pw = dir.path().join("other-password");
+    let s = setup("wrong", &["main"]).await;
+    let other_pw = s.dir.path().join("other-password");
     std::fs::write(&other_pw, "another password\n").expect("pw");
-    assert!(
-        restic_cmd(&repo, &other_pw, &cache)
-            .arg("init")
-            .stdout(Stdio::null())
-            .status()
-            .expect("init")
-            .success()
-    );
-    let data = sample_data(dir.path(), 1000);
-    let agent = server.agent("wrong").await;
-    let config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
+    init_repository(&s.repo("main"), &other_pw, &s.dir.path().join("cache"));
+    let data = sample_data(s.dir.path(), 1000);
+    s.backup_of("main", &data).await;
+    let running = s.start_real().await;
+    let server = &s.server;
     server
-        .policy(backup_policy(
-            agent.id,
-            "main",
-            &[data.to_str().expect("utf8")],
-        ))
-        .await;
-    let running = RunningAgent::start(config, real_runner()).await;
-    server
-        .wait_for(60, "a permanent failure", || async {
-            !server.tasks("status=failed_permanently").await.is_empty()
-        })
+        .wait_for_any_task(60, "a permanent failure", "status=failed_permanently")
         .await;
     running.stop().await;
     let task = server.tasks("").await.remove(0);
@@ -252,19 +201,11 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
     if backup_testkit::restic().is_none() {
         return;
     }
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let repo = dir.path().join("repo");
-    let cache = dir.path().join("cache");
-    let data = sample_data(dir.path(), 20 * 1024 * 1024);
-    assert!(
-        restic_cmd(&repo, &pw, &cache)
-            .arg("init")
-            .stdout(Stdio::null())
-            .status()
-            .expect("init")
-            .success()
-    );
+    let mut s = setup("locked", &["main"]).await;
+    let (repo, pw) = (s.repo("main"), s.pw.clone());
+    let cache = s.dir.path().join("cache");
+    let data = sample_data(s.dir.path(), 20 * 1024 * 1024);
+    init_repository(&repo, &pw, &cache);
     assert!(
         restic_cmd(&repo, &pw, &cache)
             .args(["backup", "-q"])
@@ -298,25 +239,13 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
     )
     .expect("stop holder");
 
-    let agent = server.agent("locked").await;
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
-    config.backoff_failure_threshold = Some(1);
-    config.backoff_base_seconds = Some(3);
-    config.max_backoff_minutes = Some(1);
-    server
-        .policy(backup_policy(
-            agent.id,
-            "main",
-            &[data.join("hello.txt").to_str().expect("utf8")],
-        ))
-        .await;
-    let running = RunningAgent::start(config, real_runner()).await;
-    let view = format!("/agents/{}", agent.id);
+    s.config.backoff_failure_threshold = Some(1);
+    s.config.backoff_base_seconds = Some(3);
+    s.config.max_backoff_minutes = Some(1);
+    s.backup_of("main", &data.join("hello.txt")).await;
+    let running = s.start_real().await;
+    let server = &s.server;
+    let view = format!("/agents/{}", s.agent.id);
     server
         .wait_for(60, "repository backoff reported", || async {
             server.get(&view).await["backoffRepositories"][0]["repository"] == "main"
@@ -340,9 +269,7 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
     holder.kill().expect("kill holder");
     let _ = holder.wait();
     server
-        .wait_for(90, "the retry to succeed", || async {
-            server.tasks("status=succeeded").await.len() == 1
-        })
+        .wait_for_tasks(90, "the retry to succeed", "status=succeeded", 1)
         .await;
     running.stop().await;
     let task = server.tasks("").await.remove(0);
@@ -358,20 +285,9 @@ async fn a_timed_out_restic_leaves_no_lock_behind() {
     let repo = dir.path().join("repo");
     let cache = dir.path().join("cache");
     let data = sample_data(dir.path(), 4 * 1024 * 1024);
-    assert!(
-        restic_cmd(&repo, &pw, &cache)
-            .arg("init")
-            .stdout(Stdio::null())
-            .status()
-            .expect("init")
-            .success()
-    );
+    init_repository(&repo, &pw, &cache);
     let runner: Arc<dyn ProcessRunner> = real_runner();
-    let env = vec![
-        ("RESTIC_REPOSITORY".to_owned(), repo.display().to_string()),
-        ("RESTIC_PASSWORD_FILE".to_owned(), pw.display().to_string()),
-        ("RESTIC_CACHE_DIR".to_owned(), cache.display().to_string()),
-    ];
+    let env = restic_env(&repo, &pw, &cache);
     let paths = vec![data.display().to_string()];
     // `restic unlock` with the arguments the agent uses after a timeout.
     let unlock = || {
@@ -387,17 +303,7 @@ async fn a_timed_out_restic_leaves_no_lock_behind() {
         }
     };
     for grace_ms in [5000, 0] {
-        let args = restic::arguments(
-            &restic::Command::Backup {
-                paths: &paths,
-                excludes: &[],
-                host: "h",
-                tags: &[],
-                limit_upload_kib: Some(64),
-            },
-            None,
-        );
-        let mut spec = ProcessSpec::new("restic").args(args);
+        let mut spec = ProcessSpec::new("restic").args(backup_arguments(&paths, 64));
         spec.env = env.clone();
         spec.timeout = Some(Duration::from_secs(6));
         spec.grace = Duration::from_millis(grace_ms);
@@ -471,12 +377,11 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
     if backup_testkit::restic().is_none() {
         return;
     }
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
+    let s = setup("crash", &["main"]).await;
+    let (server, dir, pw, agent) = (&s.server, &s.dir, &s.pw, &s.agent);
     let data = sample_data(dir.path(), 3 * 1024 * 1024);
-    let repo = dir.path().join("repo");
-    let state_dir = dir.path().join("state");
-    let agent = server.agent("crash").await;
+    let repo = s.repo("main");
+    let state_dir = s.config.state_dir.clone();
     // A slow upload (1 Mbit/s) keeps restic busy long enough to kill the agent under it.
     let yaml = format!(
         "orchestratorUrl: {}\npollingIntervalSeconds: 1\nheartbeatIntervalSeconds: 1\nagentId: {}\ntoken: {}\nstateDir: {}\nstopGraceSeconds: 2\nbandwidthLimitMbps: 1\nbackoffBaseSeconds: 1\nrepositories:\n  main:\n    url: {}\n    passwordFile: {}\n    initIfMissing: true\n",
@@ -498,13 +403,7 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
             .spawn()
             .expect("agent binary")
     };
-    server
-        .policy(backup_policy(
-            agent.id,
-            "main",
-            &[data.to_str().expect("utf8")],
-        ))
-        .await;
+    s.backup_of("main", &data).await;
     let mut first = spawn_agent("first.log");
     let state_file = backup_agent::state::StateFile::new(&state_dir).expect("state");
     let mut pgid = None;
@@ -540,9 +439,7 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
         })
         .await;
     server
-        .wait_for(120, "the retried task to succeed", || async {
-            server.tasks("status=succeeded").await.len() == 1
-        })
+        .wait_for_tasks(120, "the retried task to succeed", "status=succeeded", 1)
         .await;
     let task = server.tasks("").await.remove(0);
     assert_eq!(
@@ -572,7 +469,7 @@ async fn kill_9_of_the_agent_during_a_backup_then_restart() {
         .expect("wait");
     assert!(status.success(), "a SIGTERM is a clean exit: {status:?}");
     assert_eq!(
-        snapshots(&repo, &pw, &dir.path().join("cache")).len(),
+        snapshots(&repo, pw, &dir.path().join("cache")).len(),
         1,
         "the retry made the snapshot"
     );
@@ -601,35 +498,21 @@ async fn a_successful_attempt_costs_at_most_two_state_writes() {
     if backup_testkit::restic().is_none() {
         return;
     }
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let data = sample_data(dir.path(), 10_000);
-    let repo = dir.path().join("repo");
-    let agent = server.agent("writes").await;
-    let state_dir = dir.path().join("state");
-    let config = agent_config(&server, &agent, &state_dir, &[("main", &repo, &pw)]);
-    let backup = server
-        .policy(backup_policy(
-            agent.id,
-            "main",
-            &[data.to_str().expect("utf8")],
-        ))
-        .await;
-    let id = backup["id"].as_str().expect("id").to_owned();
-    let running = RunningAgent::start(config, real_runner()).await;
+    let s = setup("writes", &["main"]).await;
+    let data = sample_data(s.dir.path(), 10_000);
+    let state_dir = s.config.state_dir.clone();
+    let backup = s.backup_of("main", &data).await;
+    let id = id_of(&backup).to_owned();
+    let running = s.start_real().await;
+    let server = &s.server;
     let before = running.agent.state_writes();
     let q = format!("policyId={id}&status=succeeded");
     for n in 1..=3 {
         if n > 1 {
-            let (status, body) = server
-                .call(reqwest::Method::POST, &format!("/policies/{id}/run"), None)
-                .await;
-            assert_eq!(status, 201, "{body}");
+            server.run_now(&backup).await;
         }
         server
-            .wait_for(60, "the backup to succeed", || async {
-                server.tasks(&q).await.len() == n
-            })
+            .wait_for_tasks(60, "the backup to succeed", &q, n)
             .await;
     }
     server

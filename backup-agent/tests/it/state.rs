@@ -3,23 +3,16 @@
 use std::{os::unix::process::CommandExt, sync::Arc, time::Duration};
 
 use backup_agent::{
-    Agent, AgentOptions, HttpClient,
+    Agent, AgentOptions,
     state::process_start_ticks,
     state::{AgentState, ProcessRecord, StateFile},
 };
 use backup_core::{SystemClock, TaskId, TaskKind};
 
-use crate::harness::{
-    RunningAgent, Script, ScriptedRunner, TestServer, agent_config, backup_policy, scratch,
-};
+use crate::harness::{Script, ScriptedRunner, Setup, http_client, one_repository, scratch, setup};
 
 async fn start_only(config: backup_agent::AgentConfig, runner: Arc<ScriptedRunner>) -> Agent {
-    let client = HttpClient::new(
-        &config.orchestrator_url,
-        config.resolve_agent_id().expect("id"),
-        config.resolve_token().expect("token"),
-    )
-    .expect("client");
+    let client = http_client(&config);
     Agent::start(
         config,
         AgentOptions::default(),
@@ -33,35 +26,27 @@ async fn start_only(config: backup_agent::AgentConfig, runner: Arc<ScriptedRunne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backoff_timers_and_the_outbox_survive_a_restart() {
-    let mut server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("restart").await;
-    let runner = Arc::new(ScriptedRunner::default());
-    let repo = dir.path().join("repo");
-    runner.script(
-        &repo.display().to_string(),
+    let mut s = one_repository(
+        "restart",
         vec![Script {
             millis: 2000,
             ..Script::fail(1, "Fatal: connection reset by peer\n")
         }],
-    );
-    let mut config = agent_config(
-        &server,
-        &agent,
-        &dir.path().join("state"),
-        &[("main", &repo, &pw)],
-    );
-    config.backoff_failure_threshold = Some(1);
-    config.backoff_base_seconds = Some(600);
-    config.max_backoff_minutes = Some(60);
-    server
-        .policy(backup_policy(agent.id, "main", &["/d"]))
-        .await;
-    let first = RunningAgent::start(config.clone(), runner.clone()).await;
-    server
-        .wait_for(15, "the backup running", || async { runner.current() == 1 })
-        .await;
-    server.stop().await;
+    )
+    .await;
+    s.config.backoff_failure_threshold = Some(1);
+    s.config.backoff_base_seconds = Some(600);
+    s.config.max_backoff_minutes = Some(60);
+    s.backup("main").await;
+    let first = s.start().await;
+    s.wait_running(15, "the backup running", 1).await;
+    s.server.stop().await;
+    let Setup {
+        server,
+        runner,
+        config,
+        ..
+    } = &mut s;
     server
         .wait_for(30, "the failed attempt in the outbox", || async {
             runner.current() == 0 && first.agent.diagnostics().outbox == 1
@@ -78,7 +63,7 @@ async fn backoff_timers_and_the_outbox_survive_a_restart() {
     first.stop().await;
 
     // A new agent process on the same state directory.
-    let second = start_only(config, runner.clone()).await;
+    let second = start_only(config.clone(), runner.clone()).await;
     let after = second.diagnostics();
     assert_eq!(after.outbox, 1, "the outbox survived");
     assert_eq!(
@@ -115,23 +100,15 @@ async fn backoff_timers_and_the_outbox_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_state_file_is_moved_aside_and_the_agent_starts() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("garbage").await;
-    let state_dir = dir.path().join("state");
+    let s = setup("garbage", &["main"]).await;
+    let state_dir = s.config.state_dir.clone();
     std::fs::create_dir_all(&state_dir).expect("dir");
     for garbage in [
         &b"{\"backoff\": {\"entries\": [[{\"repos"[..],
         b"\x7fELF not a state file",
     ] {
         std::fs::write(state_dir.join("state.json"), garbage).expect("garbage");
-        let config = agent_config(
-            &server,
-            &agent,
-            &state_dir,
-            &[("main", &dir.path().join("repo"), &pw)],
-        );
-        let started = start_only(config, Arc::new(ScriptedRunner::default())).await;
+        let started = start_only(s.config.clone(), Arc::new(ScriptedRunner::default())).await;
         assert_eq!(started.diagnostics().outbox, 0);
         let aside: Vec<_> = std::fs::read_dir(&state_dir)
             .expect("list")
@@ -152,10 +129,8 @@ async fn a_garbage_state_file_is_moved_aside_and_the_agent_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restic_left_over_by_a_crashed_agent_is_killed_at_start_and_its_attempt_reported() {
-    let server = TestServer::start().await;
-    let (dir, pw) = scratch();
-    let agent = server.agent("leftover").await;
-    let state_dir = dir.path().join("state");
+    let s = setup("leftover", &["main"]).await;
+    let state_dir = s.config.state_dir.clone();
     // A "restic" of the previous agent: a process group of its own, still running.
     let mut leftover = std::process::Command::new("sleep")
         .arg("1000")
@@ -177,14 +152,8 @@ async fn restic_left_over_by_a_crashed_agent_is_killed_at_start_and_its_attempt_
         .expect("state")
         .save(&state)
         .expect("save");
-    let runner = Arc::new(ScriptedRunner::default());
-    let config = agent_config(
-        &server,
-        &agent,
-        &state_dir,
-        &[("main", &dir.path().join("repo"), &pw)],
-    );
-    let started = start_only(config, runner.clone()).await;
+    let runner = s.runner.clone();
+    let started = start_only(s.config.clone(), runner.clone()).await;
     let status = tokio::time::timeout(
         Duration::from_secs(5),
         tokio::task::spawn_blocking(move || leftover.wait()),
