@@ -11,7 +11,7 @@ use std::{
 use serde_json::json;
 
 use crate::harness::{
-    AgentProc, Api, ResticProc, ServerProc, e2e_test, restic_processes, wait_for, working,
+    AgentProc, ResticProc, ServerProc, e2e_test, one_agent, restic_processes, wait_for, working,
 };
 
 /// Samples the process table until stopped; returns every sample of this test's restic work.
@@ -30,12 +30,12 @@ e2e_test!(
     twelve_policies_never_more_than_two_restic_and_checks_alone,
     |world| async move {
         let server = ServerProc::start(&world, "server");
-        let api = Api::new(&server).await;
+        let api = server.tenant_api().await;
         let (repo_a, pw_a) = world.repository("repo-a");
         let (repo_b, pw_b) = world.repository("repo-b");
         let data = world.data("data", 2, 400_000);
         let agent = api.agent("busy").await;
-        let marker = world.dir.path().display().to_string();
+        let marker = world.marker();
         let stop = Arc::new(AtomicBool::new(false));
         let watching = sampler(marker, stop.clone());
         let mut a = AgentProc::start(
@@ -102,22 +102,16 @@ e2e_test!(
 e2e_test!(
     a_settings_patch_reaches_the_running_agent_within_one_heartbeat,
     |world| async move {
-        let server = ServerProc::start(&world, "server");
-        let api = Api::new(&server).await;
-        let (repo, pw) = world.repository("repo");
-        let data = world.data("data", 1, 3_000_000);
-        let agent = api.agent("tuned").await;
-        let marker = world.dir.path().display().to_string();
-        let mut a = AgentProc::start(
+        let mut w = one_agent(
             &world,
-            "agent",
-            &server.url,
-            &agent,
-            &[("main", &repo, &pw)],
+            "tuned",
+            (1, 3_000_000),
             "maxConcurrentTasks: 1\nmaxConcurrentBackups: 1\ncpuQuotaPercent: 50\nbandwidthLimitMbps: 2\n",
-        );
+        )
+        .await;
+        let marker = world.marker();
         for i in 0..4 {
-            api.post("/policies", json!({"name": format!("slow-{i}"), "agentId": agent.id, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": "main"})).await;
+            w.backup_every(&format!("slow-{i}"), "1h").await;
         }
         wait_for(60, "one backup running", || async {
             working(&restic_processes(&marker)).len() == 1
@@ -127,15 +121,17 @@ e2e_test!(
         let before = working(&restic_processes(&marker));
         assert_eq!(before.len(), 1, "the limit holds: {before:?}");
         assert_eq!(before[0].nice, 10, "cpuQuotaPercent 50 -> niceness 10");
-        let (status, _) = api.call(reqwest::Method::PATCH, &format!("/agents/{}/settings", agent.id), Some(json!({"maxConcurrentTasks": 3, "maxConcurrentBackups": 3, "cpuQuotaPercent": 100}))).await;
-        assert_eq!(status, 200);
+        w.patch_settings(
+            json!({"maxConcurrentTasks": 3, "maxConcurrentBackups": 3, "cpuQuotaPercent": 100}),
+        )
+        .await;
         // Within one heartbeat, counted in heartbeats (the agent rewrites diagnostics.json at
         // each): one may have been in flight during the PATCH, the next carries the settings,
         // and it has been applied once a third is.
         let patched_at = chrono::Utc::now();
         let beats = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
         wait_for(60, "three heartbeats after the PATCH", || {
-            let d = a.diagnostics();
+            let d = w.process.diagnostics();
             if let Some(at) = d["lastHeartbeatAt"]
                 .as_str()
                 .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
@@ -148,7 +144,7 @@ e2e_test!(
         })
         .await;
         assert_eq!(
-            a.diagnostics()["settings"]["maxConcurrentTasks"],
+            w.process.diagnostics()["settings"]["maxConcurrentTasks"],
             3,
             "applied by the first heartbeat sent after the PATCH"
         );
@@ -171,6 +167,6 @@ e2e_test!(
             newcomers.iter().all(|p| p.nice == 0),
             "processes started after the PATCH run at niceness 0: {newcomers:?}"
         );
-        assert!(a.stop());
+        assert!(w.process.stop());
     }
 );

@@ -7,9 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backup_core::TenantCreated;
-use backup_testkit::{Auth, Client, Http, TestAgent, TestDatabase};
-use serde_json::Value;
+use backup_testkit::{Client, Http, TenantApi, TestAgent, TestDatabase};
+use serde_json::{Value, json};
 
 pub(crate) const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
 
@@ -112,6 +111,11 @@ impl World {
     /// A directory of `files` files of `size` pseudo-random bytes.
     pub(crate) fn data(&self, name: &str, files: usize, size: usize) -> PathBuf {
         backup_testkit::random_tree(self.dir.path(), name, files, size)
+    }
+
+    /// What this test's restic processes have in their repository path: its directory.
+    pub(crate) fn marker(&self) -> String {
+        self.dir.path().display().to_string()
     }
 }
 
@@ -234,54 +238,99 @@ impl Drop for ServerProc {
 }
 
 /// The API as a tenant.
-pub(crate) struct Api {
-    pub(crate) tenant: TenantCreated,
-    pub(crate) client: Client<Http>,
+pub(crate) type Api = TenantApi<Http>;
+
+impl ServerProc {
+    /// A client of this server.
+    pub(crate) fn client(&self) -> Client<Http> {
+        Client::new(Http::new(&self.url))
+    }
+
+    /// A new tenant `e2e` (made with the admin token) and the API as it.
+    pub(crate) async fn tenant_api(&self) -> Api {
+        let client = self.client();
+        let tenant = client.create_tenant(ADMIN, "e2e").await;
+        Api::new(client, tenant)
+    }
 }
 
-impl Api {
-    pub(crate) async fn new(server: &ServerProc) -> Api {
-        let client = Client::new(Http::new(&server.url));
-        let tenant = client.create_tenant(ADMIN, "e2e").await;
-        Api { tenant, client }
+/// What most tests start from: a server, the API as a tenant, an initialized repository (the
+/// agent's `main`), a directory of data, and an agent of the tenant running with `extra`
+/// appended to its YAML.
+pub(crate) struct OneAgent {
+    pub(crate) server: ServerProc,
+    pub(crate) api: Api,
+    pub(crate) repo: PathBuf,
+    pub(crate) pw: PathBuf,
+    pub(crate) data: PathBuf,
+    pub(crate) agent: TestAgent,
+    pub(crate) process: AgentProc,
+}
+
+/// A [`OneAgent`]: agent `name`, data of `files` files of `size` bytes.
+pub(crate) async fn one_agent(
+    world: &World,
+    name: &str,
+    (files, size): (usize, usize),
+    extra: &str,
+) -> OneAgent {
+    let server = ServerProc::start(world, "server");
+    let api = server.tenant_api().await;
+    let (repo, pw) = world.repository("repo");
+    let data = world.data("data", files, size);
+    let agent = api.agent(name).await;
+    let process = AgentProc::start(
+        world,
+        "agent",
+        &server.url,
+        &agent,
+        &[("main", &repo, &pw)],
+        extra,
+    );
+    OneAgent {
+        server,
+        api,
+        repo,
+        pw,
+        data,
+        agent,
+        process,
+    }
+}
+
+impl OneAgent {
+    /// A backup policy `name` of the agent: the data into `main`, every `every`.
+    pub(crate) async fn backup_every(&self, name: &str, every: &str) -> Value {
+        self.api
+            .post(
+                "/policies",
+                backup_every(name, &self.agent, every, &self.data, "main"),
+            )
+            .await
     }
 
-    /// The same tenant through another server (a replica).
-    pub(crate) fn via(&self, server: &ServerProc) -> Api {
-        Api {
-            tenant: self.tenant.clone(),
-            client: Client::new(Http::new(&server.url)),
-        }
+    /// The repository's snapshots.
+    pub(crate) fn snapshots(&self, world: &World) -> Vec<Value> {
+        snapshots(&self.repo, &self.pw, &world.path("cache"))
     }
 
-    /// Any call as the tenant: status (0 when the server did not answer) and JSON body.
-    pub(crate) async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let a = self
-            .client
-            .call(method.as_str(), path, &Auth::tenant(&self.tenant), body)
-            .await;
-        (a.status, a.body)
+    /// The agent's settings patched with `patch`.
+    pub(crate) async fn patch_settings(&self, patch: Value) {
+        let path = format!("/agents/{}/settings", self.agent.id);
+        let (status, body) = self.api.call("PATCH", &path, Some(patch)).await;
+        assert_eq!(status, 200, "{body}");
     }
+}
 
-    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
-        let (status, body) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        assert!((200..300).contains(&status), "POST {path}: {status} {body}");
-        body
-    }
-
-    /// Every item of a list (all pages).
-    pub(crate) async fn all(&self, path: &str) -> Vec<Value> {
-        self.client.all(&self.tenant, path).await
-    }
-
-    pub(crate) async fn agent(&self, name: &str) -> TestAgent {
-        self.client.create_agent(&self.tenant, name).await
-    }
+/// A backup policy body: `data` into `repository` every `every`.
+pub(crate) fn backup_every(
+    name: &str,
+    agent: &TestAgent,
+    every: &str,
+    data: &Path,
+    repository: &str,
+) -> Value {
+    json!({"name": name, "agentId": agent.id, "kind": "backup", "schedule": {"every": every}, "paths": [data], "repository": repository})
 }
 
 /// A `backup-agent` process with its YAML configuration.

@@ -8,9 +8,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use serde_json::json;
-
-use crate::harness::{AgentProc, Api, Db, ServerProc, World, free_port, wait_for};
+use crate::harness::{Db, World, backup_every, free_port, one_agent, wait_for};
 
 fn promtool() -> Option<&'static str> {
     let found = Command::new("promtool")
@@ -68,25 +66,20 @@ async fn both_metrics_endpoints_pass_promtool() {
     let (ok, _) = check(promtool, "# TYPE x counter\nx_total{a=\"1\" 1\n");
     assert!(!ok, "promtool rejects a broken exposition");
 
-    let server = ServerProc::start(&world, "server");
-    let api = Api::new(&server).await;
-    let (repo, pw) = world.repository("repo");
-    let data = world.data("data", 2, 10_000);
-    let agent = api.agent("host1").await;
     let metrics_port = free_port();
-    let _a = AgentProc::start(
+    let w = one_agent(
         &world,
-        "agent",
-        &server.url,
-        &agent,
-        &[("main", &repo, &pw)],
+        "host1",
+        (2, 10_000),
         &format!("metricsListen: 127.0.0.1:{metrics_port}\n"),
-    );
+    )
+    .await;
     for (name, repository) in [("good", "main"), ("bad", "no-such-repository")] {
-        api.post("/policies", json!({"name": name, "agentId": agent.id, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": repository})).await;
+        let body = backup_every(name, &w.agent, "1h", &w.data, repository);
+        w.api.post("/policies", body).await;
     }
     wait_for(90, "one run succeeded and one failed", || async {
-        let runs = api.all("/backup-runs").await;
+        let runs = w.api.all("/backup-runs").await;
         runs.iter().any(|r| r["status"] == "succeeded")
             && runs.iter().any(|r| r["status"] == "failed")
     })
@@ -96,7 +89,7 @@ async fn both_metrics_endpoints_pass_promtool() {
     for (who, url, family) in [
         (
             "server",
-            format!("{}/metrics", server.url),
+            format!("{}/metrics", w.server.url),
             "backup_server_",
         ),
         (

@@ -2,9 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
-
-use crate::harness::{AgentProc, Api, Db, ServerProc, World, snapshots, wait_for};
+use crate::harness::{AgentProc, Db, ServerProc, World, backup_every, snapshots, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_every_slot_once_no_task_claimed_twice() {
@@ -13,8 +11,8 @@ async fn two_replicas_every_slot_once_no_task_claimed_twice() {
     };
     let a_server = ServerProc::start(&world, "replica-a");
     let b_server = ServerProc::start(&world, "replica-b");
-    let api = Api::new(&a_server).await;
-    let via_b = api.via(&b_server);
+    let api = a_server.tenant_api().await;
+    let via_b = api.via(b_server.client());
     let data = world.data("data", 1, 50_000);
     let mut agents = Vec::new();
     let mut repos = Vec::new();
@@ -36,7 +34,8 @@ async fn two_replicas_every_slot_once_no_task_claimed_twice() {
         );
         for j in 0..2 {
             let target = if j == 0 { &api } else { &via_b };
-            target.post("/policies", json!({"name": format!("p{i}-{j}"), "agentId": creds.id, "kind": "backup", "schedule": {"every": "4s"}, "paths": [data], "repository": "main"})).await;
+            let body = backup_every(&format!("p{i}-{j}"), &creds, "4s", &data, "main");
+            target.post("/policies", body).await;
         }
         agents.push(proc);
         repos.push((repo, pw));

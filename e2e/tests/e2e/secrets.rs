@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::harness::{ADMIN, AgentProc, Api, ServerProc, agent_yaml, e2e_test, wait_for};
+use crate::harness::{ADMIN, AgentProc, ServerProc, agent_yaml, backup_every, e2e_test, wait_for};
 
 /// Trust auth ignores it; the server must still not print it.
 const DATABASE_PASSWORD: &str = "pg-password-never-logged-4f1c";
@@ -63,7 +63,7 @@ e2e_test!(
             "server",
             &[("RUST_LOG", "debug"), ("BACKUP_SERVER_DATABASE", &database)],
         );
-        let api = Api::new(&server).await;
+        let api = server.tenant_api().await;
         let tenant_id = api.tenant.id.to_string();
         let tenant_token = api.tenant.token.clone();
         let url = server.url.clone();
@@ -133,10 +133,10 @@ e2e_test!(
         );
         let mut a = AgentProc::start_with_yaml(&world, "agent", &yaml, &[("RUST_LOG", "debug")]);
         api.post(
-        "/policies",
-        json!({"name": "now", "agentId": agent.id, "kind": "backup", "schedule": {"every": "1h"}, "paths": [data], "repository": "main"}),
-    )
-    .await;
+            "/policies",
+            backup_every("now", &agent, "1h", &data, "main"),
+        )
+        .await;
         wait_for(90, "a backup", || async {
             !api.all("/backup-runs?status=succeeded").await.is_empty()
         })
@@ -164,7 +164,7 @@ e2e_test!(
         assert!(a.stop(), "the agent stops cleanly");
 
         // Tenant token rotation, then the agent is deleted with the new token.
-        let (code, body) = api.call(reqwest::Method::POST, "/token/rotate", None).await;
+        let (code, body) = api.call("POST", "/token/rotate", None).await;
         assert_eq!(code, 200, "{body}");
         let new_tenant_token = body["token"].as_str().expect("token").to_owned();
         let deleted = status(
