@@ -85,17 +85,26 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// An answer from its status, its headers and its body's bytes.
-    pub fn new<'h>(
+    /// An answer from its status, its headers (a header map, or name and value pairs) and its
+    /// body's bytes.
+    pub fn new<'h, K, V>(
         status: u16,
-        headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+        headers: impl IntoIterator<Item = (&'h K, &'h V)>,
         bytes: &[u8],
-    ) -> Self {
+    ) -> Self
+    where
+        K: AsRef<str> + ?Sized + 'h,
+        V: AsRef<[u8]> + ?Sized + 'h,
+    {
         Self {
             status,
             body: serde_json::from_slice(bytes).unwrap_or_default(),
             headers: headers
-                .map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v).into_owned()))
+                .into_iter()
+                .map(|(k, v)| {
+                    let value = String::from_utf8_lossy(v.as_ref()).into_owned();
+                    (k.as_ref().to_owned(), value)
+                })
                 .collect(),
             text: String::from_utf8_lossy(bytes).into_owned(),
         }
@@ -130,17 +139,24 @@ impl Answer {
     }
 }
 
+/// One request as a transport sends it.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path and query.
+    pub path: &'a str,
+    /// The headers.
+    pub headers: Vec<(String, String)>,
+    /// The body's bytes, if any.
+    pub body: Option<Vec<u8>>,
+}
+
 /// How a request reaches the server.
 #[async_trait]
 pub trait Transport: Send + Sync {
     /// Sends one request; a request that gets no answer is status 0.
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: Vec<(String, String)>,
-        body: Option<Vec<u8>>,
-    ) -> Answer;
+    async fn send(&self, request: Request<'_>) -> Answer;
 }
 
 /// The API through `transport`.
@@ -173,7 +189,13 @@ impl<T: Transport> Client<T> {
         if body.is_some() {
             headers.push(("content-type".into(), "application/json".into()));
         }
-        self.transport.send(method, path, headers, body).await
+        let request = Request {
+            method,
+            path,
+            headers,
+            body,
+        };
+        self.transport.send(request).await
     }
 
     /// `GET`.
@@ -382,7 +404,7 @@ pub fn backup_spec(agent: AgentId, repository: &str, paths: &[&str]) -> PolicySp
 
 #[cfg(feature = "http")]
 mod http {
-    use super::{Answer, Transport, async_trait};
+    use super::{Answer, Request, Transport, async_trait};
 
     /// HTTP to a server on a socket (reqwest).
     #[derive(Clone, Debug)]
@@ -408,19 +430,15 @@ mod http {
 
     #[async_trait]
     impl Transport for Http {
-        async fn send(
-            &self,
-            method: &str,
-            path: &str,
-            headers: Vec<(String, String)>,
-            body: Option<Vec<u8>>,
-        ) -> Answer {
-            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-            let mut req = self.http.request(method, format!("{}{path}", self.base));
-            for (k, v) in headers {
+        async fn send(&self, request: Request<'_>) -> Answer {
+            let method = reqwest::Method::from_bytes(request.method.as_bytes()).expect("a method");
+            let mut req = self
+                .http
+                .request(method, format!("{}{}", self.base, request.path));
+            for (k, v) in request.headers {
                 req = req.header(k, v);
             }
-            if let Some(body) = body {
+            if let Some(body) = request.body {
                 req = req.body(body);
             }
             match req.send().await {
@@ -428,11 +446,7 @@ mod http {
                     let status = answer.status().as_u16();
                     let headers = answer.headers().clone();
                     let bytes = answer.bytes().await.unwrap_or_default();
-                    Answer::new(
-                        status,
-                        headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
-                        &bytes,
-                    )
+                    Answer::new(status, &headers, &bytes)
                 }
                 Err(e) => Answer {
                     status: 0,
@@ -453,7 +467,7 @@ mod router {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    use super::{Answer, Transport, async_trait};
+    use super::{Answer, Request as ApiRequest, Transport, async_trait};
 
     /// The router in process (`tower::ServiceExt::oneshot`), no socket.
     #[derive(Clone, Debug)]
@@ -461,18 +475,12 @@ mod router {
 
     #[async_trait]
     impl Transport for InProcess {
-        async fn send(
-            &self,
-            method: &str,
-            path: &str,
-            headers: Vec<(String, String)>,
-            body: Option<Vec<u8>>,
-        ) -> Answer {
-            let mut req = Request::builder().method(method).uri(path);
-            for (k, v) in &headers {
+        async fn send(&self, request: ApiRequest<'_>) -> Answer {
+            let mut req = Request::builder().method(request.method).uri(request.path);
+            for (k, v) in &request.headers {
                 req = req.header(k.as_str(), v.as_str());
             }
-            let body = body.map_or_else(Body::empty, Body::from);
+            let body = request.body.map_or_else(Body::empty, Body::from);
             let response = self
                 .0
                 .clone()
@@ -487,11 +495,7 @@ mod router {
                 .await
                 .expect("a body")
                 .to_bytes();
-            Answer::new(
-                status,
-                headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())),
-                &bytes,
-            )
+            Answer::new(status, &headers, &bytes)
         }
     }
 }

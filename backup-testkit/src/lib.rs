@@ -19,7 +19,7 @@ pub use client::Http;
 #[cfg(feature = "router")]
 pub use client::InProcess;
 pub use client::{
-    Answer, Auth, Client, TenantApi, TestAgent, Transport, backup_policy, backup_spec,
+    Answer, Auth, Client, Request, TenantApi, TestAgent, Transport, backup_policy, backup_spec,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_POSTGRES_URL, TestDatabase};
