@@ -11,7 +11,7 @@ use std::{
 use serde_json::json;
 
 use crate::harness::{
-    AgentProc, ResticProc, ServerProc, e2e_test, one_agent, restic_processes, wait_for, working,
+    ResticProc, ServerProc, agent_yaml, e2e_test, one_agent, restic_processes, wait_for, working,
 };
 
 /// Samples the process table until stopped; returns every sample of this test's restic work.
@@ -38,14 +38,15 @@ e2e_test!(
         let marker = world.marker();
         let stop = Arc::new(AtomicBool::new(false));
         let watching = sampler(marker, stop.clone());
-        let mut a = AgentProc::start(
+        let mut a = agent_yaml(
             &world,
             "agent",
             &server.url,
             &agent,
             &[("a", &repo_a, &pw_a), ("b", &repo_b, &pw_b)],
             "maxConcurrentTasks: 2\nmaxConcurrentBackups: 2\nmaxConcurrentChecks: 1\nmaxConcurrentPrunes: 1\nbandwidthLimitMbps: 8\n",
-        );
+        )
+        .start(&world);
         let mut policies = Vec::new();
         for i in 0..12 {
             let repo = if i % 2 == 0 { "a" } else { "b" };

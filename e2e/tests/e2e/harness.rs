@@ -279,14 +279,15 @@ pub(crate) async fn one_agent(
     let (repo, pw) = world.repository("repo");
     let data = world.data("data", files, size);
     let agent = api.agent(name).await;
-    let process = AgentProc::start(
+    let process = agent_yaml(
         world,
         "agent",
         &server.url,
         &agent,
         &[("main", &repo, &pw)],
         extra,
-    );
+    )
+    .start(world);
     OneAgent {
         server,
         api,
@@ -342,7 +343,14 @@ pub(crate) struct AgentProc {
     child: Option<Child>,
 }
 
-/// An agent's YAML: fast intervals, `extra` (settings proposals) and the repositories
+/// An agent's configuration before its process starts: its name (which names its files) and
+/// its YAML.
+pub(crate) struct AgentYaml {
+    name: String,
+    pub(crate) yaml: String,
+}
+
+/// An agent `name`'s YAML: fast intervals, `extra` (settings proposals) and the repositories
 /// (name, url, password), the last one at the end so that keys can be appended to it.
 pub(crate) fn agent_yaml(
     world: &World,
@@ -351,7 +359,7 @@ pub(crate) fn agent_yaml(
     agent: &TestAgent,
     repositories: &[(&str, &Path, &Path)],
     extra: &str,
-) -> String {
+) -> AgentYaml {
     let state_dir = world.path(&format!("{name}-state"));
     let mut yaml = format!(
         "orchestratorUrl: {server_url}\npollingIntervalSeconds: 1\nheartbeatIntervalSeconds: 1\nagentId: {}\ntoken: {}\nstateDir: {}\nstopGraceSeconds: 2\nbackoffBaseSeconds: 1\n{extra}repositories:\n",
@@ -366,32 +374,23 @@ pub(crate) fn agent_yaml(
             password.display()
         ));
     }
-    yaml
+    AgentYaml {
+        name: name.to_owned(),
+        yaml,
+    }
 }
 
-impl AgentProc {
-    /// `extra` is appended to the YAML (settings proposals); `repositories` are (name, url, password).
-    pub(crate) fn start(
-        world: &World,
-        name: &str,
-        server_url: &str,
-        agent: &TestAgent,
-        repositories: &[(&str, &Path, &Path)],
-        extra: &str,
-    ) -> AgentProc {
-        let yaml = agent_yaml(world, name, server_url, agent, repositories, extra);
-        Self::start_with_yaml(world, name, &yaml, &[])
+impl AgentYaml {
+    /// The agent's process on this configuration.
+    pub(crate) fn start(&self, world: &World) -> AgentProc {
+        self.start_with_env(world, &[])
     }
 
-    /// From a YAML of [`agent_yaml`] (perhaps extended), with extra environment variables.
-    pub(crate) fn start_with_yaml(
-        world: &World,
-        name: &str,
-        yaml: &str,
-        env: &[(&str, &str)],
-    ) -> AgentProc {
+    /// The agent's process on this configuration, with extra environment variables.
+    pub(crate) fn start_with_env(&self, world: &World, env: &[(&str, &str)]) -> AgentProc {
+        let name = &self.name;
         let config = world.path(&format!("{name}.yaml"));
-        std::fs::write(&config, yaml).expect("agent config");
+        std::fs::write(&config, &self.yaml).expect("agent config");
         let mut a = AgentProc {
             config,
             log: world.path(&format!("{name}.log")),
@@ -402,7 +401,9 @@ impl AgentProc {
         a.spawn();
         a
     }
+}
 
+impl AgentProc {
     fn spawn(&mut self) {
         let mut command = Command::new(bin("backup-agent"));
         command.arg("--config").arg(&self.config);

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::harness::{AgentProc, Db, ServerProc, World, backup_every, snapshots, wait_for};
+use crate::harness::{Db, ServerProc, World, agent_yaml, backup_every, snapshots, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_every_slot_once_no_task_claimed_twice() {
@@ -24,14 +24,15 @@ async fn two_replicas_every_slot_once_no_task_claimed_twice() {
         } else {
             &b_server.url
         };
-        let proc = AgentProc::start(
+        let proc = agent_yaml(
             &world,
             &format!("agent-{i}"),
             server_url,
             &creds,
             &[("main", &repo, &pw)],
             "maxConcurrentTasks: 2\nmaxConcurrentBackups: 2\n",
-        );
+        )
+        .start(&world);
         for j in 0..2 {
             let target = if j == 0 { &api } else { &via_b };
             let body = backup_every(&format!("p{i}-{j}"), &creds, "4s", &data, "main");

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::harness::{ADMIN, AgentProc, ServerProc, agent_yaml, backup_every, e2e_test, wait_for};
+use crate::harness::{ADMIN, ServerProc, agent_yaml, backup_every, e2e_test, wait_for};
 
 /// Trust auth ignores it; the server must still not print it.
 const DATABASE_PASSWORD: &str = "pg-password-never-logged-4f1c";
@@ -127,11 +127,11 @@ e2e_test!(
         let repo_password = std::fs::read_to_string(&pw).expect("password");
         let data = world.data("data", 2, 10_000);
         let agent = api.agent("host1").await;
-        let yaml = format!(
-            "{}    env:\n      AWS_SECRET_ACCESS_KEY: {BACKEND_SECRET}\n",
-            agent_yaml(&world, "agent", &url, &agent, &[("main", &repo, &pw)], "")
-        );
-        let mut a = AgentProc::start_with_yaml(&world, "agent", &yaml, &[("RUST_LOG", "debug")]);
+        let mut config = agent_yaml(&world, "agent", &url, &agent, &[("main", &repo, &pw)], "");
+        config.yaml.push_str(&format!(
+            "    env:\n      AWS_SECRET_ACCESS_KEY: {BACKEND_SECRET}\n"
+        ));
+        let mut a = config.start_with_env(&world, &[("RUST_LOG", "debug")]);
         api.post(
             "/policies",
             backup_every("now", &agent, "1h", &data, "main"),
