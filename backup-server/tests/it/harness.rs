@@ -120,6 +120,16 @@ impl Harness {
         self.call(Method::POST, path, auth, Some(body)).await
     }
 
+    pub(crate) async fn patch(&self, path: &str, auth: &Auth, body: Value) -> Answer {
+        self.call(Method::PATCH, path, auth, Some(body)).await
+    }
+
+    /// `POST /tasks/{task}/cancel` (no body) as `auth`.
+    pub(crate) async fn cancel(&self, task: &str, auth: &Auth) -> Answer {
+        self.call(Method::POST, &format!("/tasks/{task}/cancel"), auth, None)
+            .await
+    }
+
     pub(crate) fn advance_secs(&self, secs: i64) {
         self.clock.advance(chrono::TimeDelta::seconds(secs));
     }
@@ -150,6 +160,12 @@ impl Harness {
 
     pub(crate) async fn claim(&self, agent: &TestAgent, limit: u32) -> Vec<Value> {
         self.client.claim(agent, limit).await
+    }
+
+    /// Claims one task for the agent: its id.
+    pub(crate) async fn claim_one(&self, agent: &TestAgent) -> String {
+        let claimed = self.claim(agent, 1).await;
+        claimed[0]["id"].as_str().expect("task").to_owned()
     }
 
     pub(crate) async fn tick(&self) -> backup_server::TickSummary {

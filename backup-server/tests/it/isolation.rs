@@ -244,35 +244,21 @@ async fn every_route_for_every_caller(kind: Kind) {
         }
     }
     // The claim above (as the owning agent) took the task: start and result as each caller.
-    for caller in CALLERS {
-        let answer =
-            w.h.call(
-                Method::POST,
-                &format!("/tasks/{t}/start"),
-                &w.auth(caller),
-                Some(json!({"attempt": 1})),
-            )
-            .await;
-        assert_eq!(
-            answer.status,
-            expected(Kind2::AgentRoute, caller, 200),
-            "start as {caller:?}"
-        );
-    }
-    for caller in CALLERS {
-        let answer =
-            w.h.call(
-                Method::POST,
-                &format!("/tasks/{t}/result"),
-                &w.auth(caller),
-                Some(json!({"attempt": 1, "outcome": "succeeded"})),
-            )
-            .await;
-        assert_eq!(
-            answer.status,
-            expected(Kind2::AgentRoute, caller, 200),
-            "result as {caller:?}"
-        );
+    for (step, body) in [
+        ("start", json!({"attempt": 1})),
+        ("result", json!({"attempt": 1, "outcome": "succeeded"})),
+    ] {
+        let path = format!("/tasks/{t}/{step}");
+        for caller in CALLERS {
+            let answer =
+                w.h.call(Method::POST, &path, &w.auth(caller), Some(body.clone()))
+                    .await;
+            assert_eq!(
+                answer.status,
+                expected(Kind2::AgentRoute, caller, 200),
+                "{step} as {caller:?}"
+            );
+        }
     }
     // Destructive tenant routes, each on a fresh object per caller.
     for caller in CALLERS {
@@ -302,14 +288,7 @@ async fn every_route_for_every_caller(kind: Kind) {
         match created_task {
             Some(task) => {
                 // The owner's run-now task, cancelled already by the policy's deletion.
-                let answer =
-                    w.h.call(
-                        Method::POST,
-                        &format!("/tasks/{task}/cancel"),
-                        &w.auth(caller),
-                        None,
-                    )
-                    .await;
+                let answer = w.h.cancel(&task, &w.auth(caller)).await;
                 assert_eq!(answer.status, 200, "cancel as the owner");
                 assert_eq!(answer.body["status"], "cancelled");
             }
@@ -328,14 +307,7 @@ async fn every_route_for_every_caller(kind: Kind) {
                     .await;
                 assert_eq!(victim.status, 201, "{victim:?}");
                 let task = victim.body["id"].as_str().expect("task id");
-                let answer =
-                    w.h.call(
-                        Method::POST,
-                        &format!("/tasks/{task}/cancel"),
-                        &w.auth(caller),
-                        None,
-                    )
-                    .await;
+                let answer = w.h.cancel(&task, &w.auth(caller)).await;
                 assert_eq!(
                     answer.status,
                     expected(Kind2::TenantObject, caller, 200),

@@ -122,11 +122,10 @@ server_test!(agent_management, |h| async move {
     assert_eq!((wrong_type.status, wrong_type.field()), (422, "name"));
 
     let settings = h
-        .call(
-            Method::PATCH,
+        .patch(
             &format!("/agents/{id}/settings"),
             &auth,
-            Some(json!({"maxConcurrentTasks": 4, "bandwidthLimitMbps": 20})),
+            json!({"maxConcurrentTasks": 4, "bandwidthLimitMbps": 20}),
         )
         .await;
     assert_eq!(settings.status, 200, "{settings:?}");
@@ -147,12 +146,7 @@ server_test!(agent_management, |h| async move {
         (json!({"maxConcurrency": 3}), "maxConcurrency"),
     ] {
         let a = h
-            .call(
-                Method::PATCH,
-                &format!("/agents/{id}/settings"),
-                &auth,
-                Some(body.clone()),
-            )
+            .patch(&format!("/agents/{id}/settings"), &auth, body.clone())
             .await;
         assert_eq!((a.status, a.field()), (422, field), "{body}: {a:?}");
         let message = a.body["error"]["message"].as_str().unwrap_or_default();
@@ -315,12 +309,7 @@ server_test!(policies_and_run_now, |h| async move {
     assert_eq!(h.post("/policies", &auth, body).await.field(), "paths");
 
     let patched = h
-        .call(
-            Method::PATCH,
-            &format!("/policies/{id}"),
-            &auth,
-            Some(json!({"enabled": false})),
-        )
+        .patch(&format!("/policies/{id}"), &auth, json!({"enabled": false}))
         .await;
     assert_eq!(
         (
@@ -331,12 +320,7 @@ server_test!(policies_and_run_now, |h| async move {
         (200, json!(false), Value::Null)
     );
     let bad_patch = h
-        .call(
-            Method::PATCH,
-            &format!("/policies/{id}"),
-            &auth,
-            Some(json!({"paths": []})),
-        )
+        .patch(&format!("/policies/{id}"), &auth, json!({"paths": []}))
         .await;
     assert_eq!((bad_patch.status, bad_patch.field()), (422, "paths"));
 
@@ -542,38 +526,21 @@ server_test!(other_tenants_and_other_agents_get_404, |h| async move {
     }
     // Another agent cannot heartbeat, claim, start or report as this one.
     let impostor = Auth::Agent(other_agent.token.clone());
-    let hb = h
-        .post(
-            &format!("/agents/{aid}/heartbeat"),
-            &impostor,
+    for (path, body) in [
+        (
+            format!("/agents/{aid}/heartbeat"),
             json!({"runningTasks": 0, "queueDepth": 0}),
-        )
-        .await;
-    assert_eq!(hb.status, 404);
-    let claim = h
-        .post(
-            &format!("/agents/{aid}/tasks/claim"),
-            &impostor,
-            json!({"limit": 1}),
-        )
-        .await;
-    assert_eq!(claim.status, 404);
-    let start = h
-        .post(
-            &format!("/tasks/{task}/start"),
-            &impostor,
-            json!({"attempt": 1}),
-        )
-        .await;
-    assert_eq!(start.status, 404);
-    let result = h
-        .post(
-            &format!("/tasks/{task}/result"),
-            &impostor,
+        ),
+        (format!("/agents/{aid}/tasks/claim"), json!({"limit": 1})),
+        (format!("/tasks/{task}/start"), json!({"attempt": 1})),
+        (
+            format!("/tasks/{task}/result"),
             json!({"attempt": 1, "outcome": "succeeded"}),
-        )
-        .await;
-    assert_eq!(result.status, 404);
+        ),
+    ] {
+        let a = h.post(&path, &impostor, body).await;
+        assert_eq!(a.status, 404, "{path} as another agent");
+    }
     let tenant_token_as_agent = h
         .post(
             &format!("/agents/{aid}/heartbeat"),
@@ -680,10 +647,7 @@ server_test!(nul_characters_are_422_or_kept_never_500, |h| async move {
     assert_eq!(hb.status, 200, "{hb:?}");
     let p = h.policy(&t, backup_policy(agent.id)).await;
     h.tick().await;
-    let task = h.claim(&agent, 1).await[0]["id"]
-        .as_str()
-        .expect("task")
-        .to_owned();
+    let task = h.claim_one(&agent).await;
     let me = Auth::Agent(agent.token.clone());
     let report = json!({"attempt": 1, "outcome": "failed", "errorKind": "retriable", "error": "Fatal: \u{0} in stderr", "exitCode": 1});
     let a = h.post(&format!("/tasks/{task}/result"), &me, report).await;
@@ -699,14 +663,7 @@ server_test!(null_on_a_field_that_cannot_be_null_is_422, |h| async move {
     let auth = Auth::tenant(&t);
     let agent = h.agent(&t, "db-1").await;
     let settings = format!("/agents/{}/settings", agent.id);
-    let a = h
-        .call(
-            Method::PATCH,
-            &settings,
-            &auth,
-            Some(json!({"maxRetries": null})),
-        )
-        .await;
+    let a = h.patch(&settings, &auth, json!({"maxRetries": null})).await;
     assert_eq!((a.status, a.field()), (422, "maxRetries"), "{a:?}");
     let view = h.get(&format!("/agents/{}", agent.id), &auth).await;
     assert_eq!(
@@ -714,30 +671,16 @@ server_test!(null_on_a_field_that_cannot_be_null_is_422, |h| async move {
         "a refused PATCH does not take the settings from the agent"
     );
     let unlimited = h
-        .call(
-            Method::PATCH,
-            &settings,
-            &auth,
-            Some(json!({"bandwidthLimitMbps": null})),
-        )
+        .patch(&settings, &auth, json!({"bandwidthLimitMbps": null}))
         .await;
     assert_eq!(unlimited.status, 200, "null means unlimited for bandwidth");
     let p = h.policy(&t, backup_policy(agent.id)).await;
     let path = format!("/policies/{}", p["id"].as_str().expect("id"));
     for field in ["name", "enabled", "schedule", "paths"] {
-        let a = h
-            .call(Method::PATCH, &path, &auth, Some(json!({ field: null })))
-            .await;
+        let a = h.patch(&path, &auth, json!({ field: null })).await;
         assert_eq!((a.status, a.field()), (422, field), "{a:?}");
     }
-    let cleared = h
-        .call(
-            Method::PATCH,
-            &path,
-            &auth,
-            Some(json!({"timeoutMinutes": null})),
-        )
-        .await;
+    let cleared = h.patch(&path, &auth, json!({"timeoutMinutes": null})).await;
     assert_eq!(cleared.status, 200, "null clears a nullable field");
     let mut cron = backup_policy(agent.id);
     cron["schedule"] = json!({"cron": "0 3 * * *"});
@@ -771,10 +714,7 @@ server_test!(
         );
         h.policy(&t, backup_policy(agent.id)).await;
         h.tick().await;
-        let task = h.claim(&agent, 1).await[0]["id"]
-            .as_str()
-            .expect("task")
-            .to_owned();
+        let task = h.claim_one(&agent).await;
         let me = Auth::Agent(agent.token.clone());
         let report = json!({"attempt": 1, "outcome": "succeeded", "snapshotId": "s".repeat(1000),
                         "startedAt": "0001-01-01T00:00:00Z", "finishedAt": "+100000-01-01T00:00:00Z"});
