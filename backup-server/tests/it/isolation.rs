@@ -307,7 +307,7 @@ async fn every_route_for_every_caller(kind: Kind) {
                     .await;
                 assert_eq!(victim.status, 201, "{victim:?}");
                 let task = victim.body["id"].as_str().expect("task id");
-                let answer = w.h.cancel(&task, &w.auth(caller)).await;
+                let answer = w.h.cancel(task, &w.auth(caller)).await;
                 assert_eq!(
                     answer.status,
                     expected(Kind2::TenantObject, caller, 200),
