@@ -310,9 +310,20 @@ impl AgentConfig {
     }
 }
 
-/// The `KEY=value` lines of a repository's `envFile` (the `.env` format: `#` comments, `export`,
-/// quotes). A line that does not parse is skipped with a warning naming its number.
+/// The `KEY=value` lines of a repository's `envFile`, in the `.env` format (dotenvy): `#`
+/// comments, `export`, quotes. As in that format, `$NAME` and `${NAME}` in an unquoted or
+/// double-quoted value expand (from the lines above, then the agent's environment): write a
+/// value with a literal `$` (a password, a secret key) in single quotes. A line that does not
+/// parse is skipped with a warning naming its number, and so is a `$` that would expand.
 pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    for (n, line) in text.lines().enumerate() {
+        if expands(line) {
+            tracing::warn!(
+                line = n + 1,
+                "a value in an envFile has a $ outside single quotes; it expands like a variable: put the value in single quotes to keep the $"
+            );
+        }
+    }
     let mut vars = Vec::new();
     for (n, item) in dotenvy::from_read_iter(text.as_bytes()).enumerate() {
         match item {
@@ -323,4 +334,17 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
         }
     }
     vars
+}
+
+/// Whether a `.env` line's value holds a `$` that dotenvy expands (outside single quotes).
+fn expands(line: &str) -> bool {
+    let line = line.trim_start();
+    if line.starts_with('#') {
+        return false;
+    }
+    let Some((_, value)) = line.split_once('=') else {
+        return false;
+    };
+    let value = value.trim();
+    !(value.starts_with('\'') && value.ends_with('\'')) && value.contains('$')
 }

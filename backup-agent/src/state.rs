@@ -242,6 +242,17 @@ pub fn parse(bytes: &[u8]) -> Option<AgentState> {
 /// temp + fsync + rename + fsync(dir): after a crash at any point the path holds the old bytes
 /// or the new ones.
 pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(dir, path, bytes, true)
+}
+
+/// temp + rename, without the fsyncs: readers never see a half-written file, but a power loss
+/// may bring back an older one. For files rewritten often that nothing depends on
+/// (`diagnostics.json`).
+pub(crate) fn write_replacing(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(dir, path, bytes, false)
+}
+
+fn replace(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
@@ -249,10 +260,15 @@ pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Resul
     {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
     }
     fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    if durable {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

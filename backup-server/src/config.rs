@@ -179,25 +179,27 @@ impl ServerConfig {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config: ServerConfig = LOADER.load(file, env)?.value;
+        let loaded = LOADER.load::<ServerConfig>(file, env)?;
+        let mut config = loaded.value.clone();
         // An empty secret means none (`BACKUP_SERVER_ADMIN_TOKEN=` switches POST /tenants off).
         for secret in [&mut config.admin_token, &mut config.ui.session_secret] {
             if secret.as_deref().is_some_and(|t| t.trim().is_empty()) {
                 *secret = None;
             }
         }
-        config.validate()?;
+        config.validate(&|key| loaded.origin(key))?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self, from: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         if !(self.database.starts_with("sqlite:")
             || self.database.starts_with("postgres://")
             || self.database.starts_with("postgresql://"))
         {
             return Err(ConfigError(format!(
-                "database: {:?} is not a sqlite:// or postgres:// URL",
-                self.database
+                "database: {:?} is not a sqlite:// or postgres:// URL (from {})",
+                self.database,
+                from("database")
             )));
         }
         if self
@@ -206,14 +208,16 @@ impl ServerConfig {
             .as_deref()
             .is_some_and(|t| t.len() < 32)
         {
-            return Err(ConfigError(
-                "ui.sessionSecret: too short; use at least 32 characters".into(),
-            ));
+            return Err(ConfigError(format!(
+                "ui.sessionSecret: too short; use at least 32 characters (from {})",
+                from("ui.sessionSecret")
+            )));
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
-            return Err(ConfigError(
-                "adminToken: too short; use at least 16 characters".into(),
-            ));
+            return Err(ConfigError(format!(
+                "adminToken: too short; use at least 16 characters (from {})",
+                from("adminToken")
+            )));
         }
         Ok(())
     }

@@ -96,12 +96,18 @@ impl Agent {
         }
     }
 
-    pub(super) fn write_diagnostics(&self) {
-        let path = self.inner.config.state_dir.join(DIAGNOSTICS_FILE);
-        if let Ok(bytes) = serde_json::to_vec_pretty(&self.diagnostics())
-            && let Err(e) =
-                crate::state::write_atomically(&self.inner.config.state_dir, &path, &bytes)
-        {
+    /// Rewrites `diagnostics.json` (on a blocking thread, without fsync: it is rewritten at
+    /// every heartbeat and nothing depends on it surviving a power loss).
+    pub(super) async fn write_diagnostics(&self) {
+        let dir = self.inner.config.state_dir.clone();
+        let path = dir.join(DIAGNOSTICS_FILE);
+        let Ok(bytes) = serde_json::to_vec_pretty(&self.diagnostics()) else {
+            return;
+        };
+        let written =
+            tokio::task::spawn_blocking(move || crate::state::write_replacing(&dir, &path, &bytes))
+                .await;
+        if let Ok(Err(e)) = written {
             tracing::debug!(error = %e, "cannot write diagnostics.json");
         }
     }

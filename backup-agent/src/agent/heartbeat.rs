@@ -36,9 +36,10 @@ impl Agent {
                     e.retry_after().map_or(retry, |r| r.max(retry))
                 }
             };
-            self.write_diagnostics();
+            self.write_diagnostics().await;
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                () = self.inner.wake_heartbeat.notified() => {}
                 () = self.inner.shutdown.cancelled() => return,
             }
         }

@@ -189,15 +189,16 @@ impl Agent {
             Classified::Succeeded | Classified::Partial
         );
         match outcome.terminated {
-            // Stopped (a cancel or the agent's shutdown), unless restic finished its work before
-            // the signal took effect: a snapshot it made is reported, not retried into a second.
+            // Stopped (a cancel, the agent's shutdown, the timeout), unless restic finished its
+            // work before the signal took effect: a snapshot it made is reported, not retried
+            // into a second.
             Some(Termination::Stopped) if !finished_anyway => {
                 if cancel.is_cancelled() {
                     return None;
                 }
                 return self.given_up(task, cancel);
             }
-            Some(Termination::TimedOut) => {
+            Some(Termination::TimedOut) if !finished_anyway => {
                 // restic was stopped; its lock may remain if SIGKILL was needed.
                 self.restic_unlock(&task.repository, repo).await;
                 let mut finished = Finished::failed(

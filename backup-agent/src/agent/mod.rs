@@ -88,6 +88,9 @@ pub(crate) struct Held {
     pub(crate) attempt: u32,
     pub(crate) running: bool,
     pub(crate) cancel: CancellationToken,
+    /// A later attempt of the same task the server handed out while this one ran (its lease
+    /// had lapsed): never started; handed back when this worker ends.
+    pub(crate) rehanded: Option<u32>,
 }
 
 /// Everything the loops change, behind one lock.
@@ -142,6 +145,7 @@ struct Inner {
     heartbeat_done: tokio::sync::watch::Sender<bool>,
     wake_poll: Notify,
     wake_outbox: Notify,
+    wake_heartbeat: Notify,
     shutdown: CancellationToken,
 }
 
@@ -213,6 +217,7 @@ impl Agent {
                 heartbeat_done,
                 wake_poll: Notify::new(),
                 wake_outbox: Notify::new(),
+                wake_heartbeat: Notify::new(),
                 shutdown: CancellationToken::new(),
             }),
         };
@@ -250,7 +255,7 @@ impl Agent {
         }
         let workers = TaskTracker::new();
         loops.spawn(self.clone().heartbeat_loop());
-        loops.spawn(self.clone().poll_loop(workers.clone()));
+        let poll = tokio::spawn(self.clone().poll_loop(workers.clone()));
         loops.spawn(self.clone().outbox_loop());
         tokio::select! {
             () = shutdown => {}
@@ -259,6 +264,8 @@ impl Agent {
         tracing::info!("shutting down: stopping restic and reporting interrupted attempts");
         self.inner.shutdown.cancel();
         let grace = Duration::from_secs(u64::from(self.inner.config.stop_grace_seconds) + 10);
+        // No worker is spawned after this: the poll loop has ended.
+        let _ = poll.await;
         // Every worker sees the shutdown: it stops restic and reports its task interrupted.
         workers.close();
         let _ = tokio::time::timeout(grace, workers.wait()).await;
@@ -267,7 +274,7 @@ impl Agent {
         while loops.join_next().await.is_some() {}
         // Changes kept in memory only (deliveries settled) reach the file now.
         self.flush().await;
-        self.write_diagnostics();
+        self.write_diagnostics().await;
         Ok(())
     }
 

@@ -38,6 +38,7 @@ impl Persister {
                 file,
                 written: written_tx,
                 writes: counter,
+                failed: std::sync::atomic::AtomicBool::new(false),
             };
             while asked.recv().await.is_some() {
                 while asked.try_recv().is_ok() {}
@@ -73,6 +74,8 @@ struct Writer {
     file: StateFile,
     written: watch::Sender<u64>,
     writes: Arc<AtomicU64>,
+    /// The last write failed: the next one writes even if nothing changed since.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl Writer {
@@ -80,7 +83,7 @@ impl Writer {
     async fn write(&self) {
         let (bytes, generation) = {
             let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            if shared.generation == *self.written.borrow() {
+            if shared.generation == *self.written.borrow() && !self.failed.load(Ordering::Relaxed) {
                 return;
             }
             (encode(&shared.state), shared.generation)
@@ -90,6 +93,8 @@ impl Writer {
                 let file = self.file.clone();
                 let saved = tokio::task::spawn_blocking(move || file.save_encoded(&bytes)).await;
                 self.writes.fetch_add(1, Ordering::Relaxed);
+                self.failed
+                    .store(!matches!(saved, Ok(Ok(()))), Ordering::Relaxed);
                 match saved {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
@@ -103,7 +108,7 @@ impl Writer {
             Err(e) => tracing::error!(error = %e, "cannot encode the state"),
         }
         // Waiters are released even after a failed write: the change stays in memory and the
-        // next write carries it.
+        // next write (the next change, or the flush at shutdown) carries it.
         self.written.send_replace(generation);
     }
 }

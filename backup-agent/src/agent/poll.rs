@@ -33,7 +33,14 @@ impl Agent {
             }
             was_full = full;
             if let Some(request) = self.free_slots() {
-                match self.inner.client.claim(&request).await {
+                // A shutdown does not wait for a claim in flight; tasks it claimed anyway go
+                // back to pending when their lease lapses. An answer that arrives first is
+                // taken: its workers see the shutdown and report their tasks interrupted.
+                let answer = tokio::select! {
+                    answer = self.inner.client.claim(&request) => answer,
+                    () = self.inner.shutdown.cancelled() => return,
+                };
+                match answer {
                     Ok(answer) => {
                         // A hostile or confused server could send more than was asked for.
                         for task in answer.tasks.into_iter().take(request.limit as usize) {
@@ -95,13 +102,19 @@ impl Agent {
     /// time: returns false.
     fn hold(&self, task: &ClaimedTask) -> bool {
         let taken = match self.shared().held.entry(task.id) {
-            Entry::Occupied(_) => false,
+            Entry::Occupied(mut held) => {
+                if held.get().attempt != task.attempt {
+                    held.get_mut().rehanded = Some(task.attempt);
+                }
+                false
+            }
             Entry::Vacant(slot) => {
                 slot.insert(Held {
                     kind: task.kind,
                     attempt: task.attempt,
                     running: false,
                     cancel: CancellationToken::new(),
+                    rehanded: None,
                 });
                 true
             }
@@ -109,7 +122,7 @@ impl Agent {
         if taken {
             self.refresh_gauges();
         } else {
-            tracing::warn!(task = %task.id, attempt = task.attempt, "the server handed out a task this agent already runs; it is not started twice");
+            tracing::warn!(task = %task.id, attempt = task.attempt, "the server handed out again a task this agent still runs; it is not started twice, and is handed back when the first run ends");
         }
         taken
     }

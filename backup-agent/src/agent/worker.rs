@@ -1,7 +1,8 @@
-//! One held task, from claim to result: wait for the repository's backoff to end, the
-//! repository lock and a slot of the gate; tell the server it starts; run restic; and put the
-//! result in the outbox in the same state-file write that forgets restic's process and records
-//! what the attempt did to the repository's backoff.
+//! One held task, from claim to result: wait for the repository lock and a slot of the gate
+//! (a task whose repository is in backoff is handed back instead, so that it does not hold a
+//! slot while it waits); tell the server it starts; run restic; and put the result in the
+//! outbox in the same state-file write that forgets restic's process and records what the
+//! attempt did to the repository's backoff.
 
 use std::time::Duration;
 
@@ -9,11 +10,11 @@ use backup_core::{AttemptOutcome, AttemptReport, ClaimedTask, ErrorClass};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::Agent;
+use super::{Agent, Shared};
 use crate::{
     ClientError,
     metrics::{KindLabels, TaskLabels},
-    repo_backoff::Scope,
+    repo_backoff::{Entered, Scope},
     state::OutboxEntry,
 };
 
@@ -80,45 +81,40 @@ impl Agent {
         // One write: restic's process record goes as its result enters the outbox (with the
         // backoff and counters it changes), so a crash leaves one or the other (a record is
         // reported as failed at the next start), never neither.
-        let reported = finished.is_some();
         let now = self.now();
-        let entered = self
+        let (reported, entered) = self
             .persist(|shared| {
                 shared.state.processes.retain(|p| p.task_id != id);
-                let finished = finished?;
-                let outcome = outcome_label(&finished.report);
-                *shared
-                    .state
-                    .counters
-                    .tasks_total
-                    .entry(format!("{}/{outcome}", task.kind.as_str()))
-                    .or_default() += 1;
-                let entered = match finished.backoff {
-                    Some(BackoffChange::Success(repository)) => {
-                        shared
-                            .state
-                            .backoff
-                            .record_success(&Scope::Repository(repository));
-                        shared.state.backoff.record_success(&Scope::Agent);
-                        None
+                // Only this worker's entry goes; an attempt the server handed out again while
+                // this one ran (its lease had lapsed) is handed back now, unstarted.
+                let rehanded = match shared.held.get(&id) {
+                    Some(h) if h.attempt == task.attempt => {
+                        shared.held.remove(&id).and_then(|h| h.rehanded)
                     }
-                    Some(BackoffChange::Failure { scope, message }) => {
-                        let settings = shared.settings;
-                        let s = &mut *shared;
-                        s.state
-                            .backoff
-                            .record_failure(scope.clone(), &settings, now, &mut s.rng)
-                            .map(|entered| (scope, message, entered))
-                    }
-                    None => None,
+                    _ => None,
                 };
-                shared.state.outbox.push(OutboxEntry {
-                    task_id: id,
-                    report: finished.report,
-                    tries: 0,
-                    next_try_at: None,
-                });
-                entered
+                let mut reported = false;
+                let mut entered = None;
+                if let Some(finished) = finished {
+                    entered = shared.record(&task, finished, now);
+                    reported = true;
+                }
+                if let Some(attempt) = rehanded {
+                    let mut report = AttemptReport::new(attempt, AttemptOutcome::Interrupted);
+                    report.error = Some(format!(
+                        "handed back: this agent was still running attempt {} of the task",
+                        task.attempt
+                    ));
+                    report.finished_at = Some(now);
+                    shared.state.outbox.push(OutboxEntry {
+                        task_id: id,
+                        report,
+                        tries: 0,
+                        next_try_at: None,
+                    });
+                    reported = true;
+                }
+                (reported, entered)
             })
             .await;
         if let Some((scope, message, entered)) = entered {
@@ -127,19 +123,11 @@ impl Agent {
                 Scope::Agent => "the whole agent".to_owned(),
             };
             tracing::warn!(scope = %target, until = %entered.until, last_error = %message, "Entering backoff for {} minutes", entered.minutes);
+            // The server should hold back the repository's tasks at once, not at the next beat.
+            self.inner.wake_heartbeat.notify_one();
         }
         if reported {
             self.inner.wake_outbox.notify_one();
-        }
-        {
-            let mut shared = self.shared();
-            if shared
-                .held
-                .get(&id)
-                .is_some_and(|h| h.attempt == task.attempt)
-            {
-                shared.held.remove(&id);
-            }
         }
         self.refresh_gauges();
         self.inner.wake_poll.notify_one();
@@ -156,14 +144,21 @@ impl Agent {
             .max(shared.state.backoff.until(&Scope::Agent, now))
     }
 
-    /// Waits for `until`, or returns early with `false` when cancelled or shutting down.
-    async fn wait_until(&self, until: DateTime<Utc>, cancel: &CancellationToken) -> bool {
-        let wait = (until - self.now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            () = tokio::time::sleep(wait) => true,
-            () = cancel.cancelled() => false,
-            () = self.inner.shutdown.cancelled() => false,
-        }
+    /// A task whose repository (or agent) is in backoff, given back to the server without
+    /// spending budget: `interrupted`, so it returns to pending, where the claim holds it until
+    /// the backoff the heartbeats report ends. Holding it here would take a slot the other
+    /// repositories could use for the whole backoff.
+    fn handed_back(&self, task: &ClaimedTask, until: DateTime<Utc>) -> Finished {
+        let mut report = AttemptReport::new(task.attempt, AttemptOutcome::Interrupted);
+        report.error = Some(format!(
+            "handed back: repository {} is in backoff until {}",
+            task.repository,
+            until.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+        report.finished_at = Some(self.now());
+        // The server should know of the backoff before this task comes back.
+        self.inner.wake_heartbeat.notify_one();
+        Finished::new(report, None)
     }
 
     /// What to report when a held task is given up before or while running: nothing for a
@@ -206,28 +201,28 @@ impl Agent {
         // repository lock and a slot, and again once both are held, since a task that ran
         // meanwhile may have failed into a backoff. (The server does not hand out tasks for a
         // repository it knows is in backoff; this catches one that began since the last
-        // heartbeat.)
+        // heartbeat.) Nothing starts once the agent is shutting down either.
         let exclusive = task.kind.is_exclusive();
-        let (_repo_lock, _slot) = loop {
-            while let Some(until) = self.backoff_until(&task.repository) {
-                if !self.wait_until(until, cancel).await {
-                    return self.given_up(task, cancel);
-                }
-            }
-            let repo_lock = tokio::select! {
-                guard = self.inner.locks.acquire(&task.repository, exclusive) => guard,
-                () = cancel.cancelled() => return None,
-                () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
-            };
-            let slot = tokio::select! {
-                guard = self.inner.gate.acquire(task.kind) => guard,
-                () = cancel.cancelled() => return None,
-                () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
-            };
-            if self.backoff_until(&task.repository).is_none() {
-                break (repo_lock, slot);
-            }
+        if let Some(until) = self.backoff_until(&task.repository) {
+            return Some(self.handed_back(task, until));
+        }
+        let repo_lock = tokio::select! {
+            guard = self.inner.locks.acquire(&task.repository, exclusive) => guard,
+            () = cancel.cancelled() => return None,
+            () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
         };
+        let slot = tokio::select! {
+            guard = self.inner.gate.acquire(task.kind) => guard,
+            () = cancel.cancelled() => return None,
+            () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
+        };
+        if let Some(until) = self.backoff_until(&task.repository) {
+            return Some(self.handed_back(task, until));
+        }
+        if self.inner.shutdown.is_cancelled() || cancel.is_cancelled() {
+            return self.given_up(task, cancel);
+        }
+        let (_repo_lock, _slot) = (repo_lock, slot);
         if let Some(held) = self.shared().held.get_mut(&task.id) {
             held.running = true;
         }
@@ -303,5 +298,46 @@ fn outcome_label(report: &AttemptReport) -> &'static str {
         AttemptOutcome::Partial => "partial",
         AttemptOutcome::Interrupted => "interrupted",
         _ => "failed",
+    }
+}
+
+impl Shared {
+    /// Puts a finished attempt's result in the outbox with what it changes: the counters and
+    /// the backoff of its repository or of the agent. Returns the backoff it enters, if any.
+    fn record(
+        &mut self,
+        task: &ClaimedTask,
+        finished: Finished,
+        now: DateTime<Utc>,
+    ) -> Option<(Scope, String, Entered)> {
+        let outcome = outcome_label(&finished.report);
+        *self
+            .state
+            .counters
+            .tasks_total
+            .entry(format!("{}/{outcome}", task.kind.as_str()))
+            .or_default() += 1;
+        let entered = match finished.backoff {
+            Some(BackoffChange::Success(repository)) => {
+                self.state
+                    .backoff
+                    .record_success(&Scope::Repository(repository));
+                self.state.backoff.record_success(&Scope::Agent);
+                None
+            }
+            Some(BackoffChange::Failure { scope, message }) => self
+                .state
+                .backoff
+                .record_failure(scope.clone(), &self.settings, now, &mut self.rng)
+                .map(|entered| (scope, message, entered)),
+            None => None,
+        };
+        self.state.outbox.push(OutboxEntry {
+            task_id: task.id,
+            report: finished.report,
+            tries: 0,
+            next_try_at: None,
+        });
+        entered
     }
 }

@@ -202,3 +202,20 @@ fn bandwidth_null_proposes_unlimited_and_absent_proposes_nothing() {
     );
     assert_eq!(proposal("", &[]), None, "a key left out proposes nothing");
 }
+
+#[test]
+fn env_files_keep_a_dollar_in_single_quotes_and_warn_where_it_expands() {
+    let logs = backup_testkit::capture_logs(|| {
+        let parsed = backup_agent::parse_env_file("SECRET='pa$$word'\nPLAIN=a$b\n");
+        assert_eq!(parsed[0], ("SECRET".to_owned(), "pa$$word".to_owned()));
+        assert_ne!(
+            parsed[1].1, "a$b",
+            "outside single quotes a $ expands, as in any .env file"
+        );
+    });
+    assert!(
+        logs.contains("line=2") && logs.contains("single quotes"),
+        "the expanding line is named: {logs}"
+    );
+    assert!(!logs.contains("line=1"), "{logs}");
+}

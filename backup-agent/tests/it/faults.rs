@@ -660,3 +660,71 @@ async fn a_backup_that_finished_as_it_was_stopped_is_reported_as_a_success() {
     );
     assert_eq!(server.tasks("").await[0]["status"], "succeeded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_task_whose_repository_enters_backoff_is_handed_back_not_waited_for() {
+    let mut s = setup("handed-back", &["bad", "good"]).await;
+    // The first backup on `bad` fails slowly into a backoff while a second one, claimed beside
+    // it, waits for the one backup slot.
+    s.script(
+        "bad",
+        vec![Script {
+            millis: 1500,
+            ..Script::fail(1, LOCKED)
+        }],
+    );
+    s.config.max_concurrent_tasks = Some(2);
+    s.config.max_concurrent_backups = Some(1);
+    s.config.backoff_failure_threshold = Some(1);
+    s.config.backoff_base_seconds = Some(300);
+    let first = s.backup("bad").await;
+    let mut second = backup_policy(s.agent.id, "bad", &["/d"]);
+    second["name"] = json!("bad, second");
+    let second = s.server.policy(second).await;
+    let running = s.start().await;
+    let Setup { server, runner, .. } = &s;
+    let second_runs = policy_query(&second);
+    server
+        .wait_for(20, "the second backup handed back", || async {
+            server
+                .runs(&second_runs)
+                .await
+                .iter()
+                .any(|r| r["status"] == "interrupted")
+        })
+        .await;
+    let run = server.runs(&second_runs).await.remove(0);
+    assert!(
+        run["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("handed back: repository bad is in backoff until")),
+        "{run}"
+    );
+    // It holds no slot: a check on another repository runs at once.
+    server.policy(check_policy(s.agent.id, "good")).await;
+    server
+        .wait_for_tasks(
+            20,
+            "the check on the good repository",
+            "status=succeeded",
+            1,
+        )
+        .await;
+    let on_bad = runner
+        .operations()
+        .iter()
+        .filter(|spec| repository_of(spec).ends_with("/bad"))
+        .count();
+    assert_eq!(
+        on_bad, 1,
+        "only the first backup ran on the repository in backoff"
+    );
+    let tasks = server.tasks(&policy_query(&second)).await;
+    assert_eq!(
+        (tasks[0]["status"].clone(), tasks[0]["retryCount"].clone()),
+        (json!("pending"), json!(0)),
+        "back on the server, no retry budget spent"
+    );
+    let _ = first;
+    running.stop().await;
+}

@@ -124,7 +124,13 @@ async fn refuse_large_bodies(req: Request, next: Next) -> Response {
     if size <= MAX_BODY_BYTES as u64 {
         return next.run(req).await;
     }
-    if size <= DRAIN_BYTES {
+    // A client that sent `Expect: 100-continue` waits for a go-ahead before its body: it reads
+    // the 413 at once, and reading the body would invite an upload only to throw it away.
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if size <= DRAIN_BYTES && !expects_continue {
         let mut body = req.into_body();
         let mut drained = 0u64;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
