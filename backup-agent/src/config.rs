@@ -7,13 +7,9 @@
 //!
 //! Errors name the key, the bad value, the allowed range and where the value came from.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    sync::LazyLock,
-};
+use std::{collections::BTreeMap, path::PathBuf, sync::LazyLock};
 
-use backup_config::{Key, Kind, Loaded, Loader};
+use backup_config::{Configuration, Key, Kind, Loaded, Loader};
 use backup_core::{Range, SETTING_FIELDS, SettingsPatch, validate_repository_name};
 use serde::{Deserialize, Serialize};
 
@@ -176,36 +172,9 @@ pub fn env_name(key: &str) -> String {
     LOADER.env_name(&[key])
 }
 
-impl AgentConfig {
-    /// Loads `file` (if any), applies the environment, fills defaults, validates.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the key, the value, the allowed range and its source.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(file, |name| std::env::var(name).ok())
-    }
-
-    /// As [`AgentConfig::load`] with the environment as a function (for tests).
-    ///
-    /// # Errors
-    /// A [`ConfigError`].
-    pub fn load_from(
-        file: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        Self::finish(LOADER.load(file, env)?)
-    }
-
-    /// Parses YAML text (`source` names it in errors), then applies the environment.
-    ///
-    /// # Errors
-    /// A [`ConfigError`].
-    pub fn parse(
-        text: &str,
-        source: &str,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        Self::finish(LOADER.parse(text, source, env)?)
+impl Configuration for AgentConfig {
+    fn loader() -> &'static Loader {
+        &LOADER
     }
 
     fn finish(loaded: Loaded<AgentConfig>) -> Result<Self, ConfigError> {
@@ -215,7 +184,9 @@ impl AgentConfig {
         config.validate(&|key| loaded.origin(key))?;
         Ok(config)
     }
+}
 
+impl AgentConfig {
     fn validate(&self, from: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         if !(self.orchestrator_url.starts_with("http://")
             || self.orchestrator_url.starts_with("https://"))

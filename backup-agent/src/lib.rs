@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use backup_agent::{Agent, AgentConfig, AgentOptions, HttpClient, TokioProcessRunner};
+//! use backup_agent::{Agent, AgentConfig, AgentOptions, Configuration, HttpClient, TokioProcessRunner};
 //! use backup_core::SystemClock;
 //!
 //! # async fn run() -> anyhow::Result<()> {
@@ -51,6 +51,7 @@ pub use agent::{
     AGENT_VERSION, Agent, AgentOptions, BackoffReport, ConcurrencyReport, DIAGNOSTICS_FILE,
     Diagnostics, QuotaReport,
 };
+pub use backup_config::Configuration;
 #[cfg(feature = "mock")]
 pub use client::MockOrchestratorClient;
 pub use client::{ClientError, HttpClient, OrchestratorClient};

@@ -1,6 +1,7 @@
 //! `backup-agent`: runs restic for the orchestrator. Parses arguments, loads configuration,
 //! starts tracing and calls the library.
 
+use backup_agent::Configuration as _;
 use std::{path::PathBuf, sync::Arc};
 
 use backup_agent::{Agent, AgentConfig, AgentOptions, HttpClient, TokioProcessRunner};

@@ -70,6 +70,52 @@ pub fn env_name(prefix: &str, path: &[&str]) -> String {
     format!("{prefix}{}", segments.join("__"))
 }
 
+/// A configuration type loaded by a [`Loader`]: the type gives its loader and what to check
+/// once everything is merged; loading from a file, the process environment or given text is
+/// the same for all.
+pub trait Configuration: DeserializeOwned {
+    /// The loader: the environment prefix and the keys it may set.
+    fn loader() -> &'static Loader;
+
+    /// Completes and checks what was loaded (cross-field rules, naming the source of a bad
+    /// value with [`Loaded::origin`]).
+    ///
+    /// # Errors
+    /// A [`ConfigError`].
+    fn finish(loaded: Loaded<Self>) -> Result<Self, ConfigError>;
+
+    /// Loads `file` (if any), applies the process environment, fills defaults, checks.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key, the value, the allowed range and its source.
+    fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Configuration::load`], with the environment given as a function (for tests).
+    ///
+    /// # Errors
+    /// A [`ConfigError`].
+    fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::finish(Self::loader().load(file, env)?)
+    }
+
+    /// As [`Configuration::load_from`], with the file's text given (`source` names it).
+    ///
+    /// # Errors
+    /// A [`ConfigError`].
+    fn parse(
+        text: &str,
+        source: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::finish(Self::loader().parse(text, source, env)?)
+    }
+}
+
 /// A loader for one binary: its environment prefix and the keys the environment may set.
 #[derive(Clone, Copy, Debug)]
 pub struct Loader {

@@ -33,5 +33,5 @@
 mod layers;
 mod startup;
 
-pub use layers::{ConfigError, Key, Kind, Loaded, Loader, env_name};
+pub use layers::{ConfigError, Configuration, Key, Kind, Loaded, Loader, env_name};
 pub use startup::{init_tracing, shutdown_signal};

@@ -4,9 +4,7 @@
 //! Errors name the key, the bad value and where it came from, so an operator fixes the right
 //! line the first time.
 
-use std::path::Path;
-
-use backup_config::{Key, Kind, Loader};
+use backup_config::{Configuration, Key, Kind, Loaded, Loader};
 use backup_core::Range;
 use serde::{Deserialize, Serialize};
 
@@ -162,24 +160,12 @@ pub fn env_name(path: &[&str]) -> String {
     LOADER.env_name(path)
 }
 
-impl ServerConfig {
-    /// Loads `file` (if any), applies the environment, fills defaults, validates.
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the key, the value and its source.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(file, |name| std::env::var(name).ok())
+impl Configuration for ServerConfig {
+    fn loader() -> &'static Loader {
+        &LOADER
     }
 
-    /// As [`ServerConfig::load`], with the environment given as a function (for tests).
-    ///
-    /// # Errors
-    /// A [`ConfigError`] naming the key, the value and its source.
-    pub fn load_from(
-        file: Option<&Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let loaded = LOADER.load::<ServerConfig>(file, env)?;
+    fn finish(loaded: Loaded<ServerConfig>) -> Result<Self, ConfigError> {
         let mut config = loaded.value.clone();
         // An empty secret means none (`BACKUP_SERVER_ADMIN_TOKEN=` switches POST /tenants off).
         for secret in [&mut config.admin_token, &mut config.ui.session_secret] {
@@ -190,7 +176,9 @@ impl ServerConfig {
         config.validate(&|key| loaded.origin(key))?;
         Ok(config)
     }
+}
 
+impl ServerConfig {
     fn validate(&self, from: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         if !(self.database.starts_with("sqlite:")
             || self.database.starts_with("postgres://")
@@ -225,17 +213,11 @@ impl ServerConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::path::Path;
+
+    use backup_testkit::vars as env;
 
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
 
     #[test]
     fn an_empty_secret_means_none() {

@@ -41,6 +41,7 @@ use backup_store::{Store, StoreConfig};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 pub use auth::{AdminAuth, AgentAuth, TenantAuth};
+pub use backup_config::Configuration;
 pub use config::{ConfigError, LimitsConfig, SchedulerConfig, ServerConfig, UiConfig, env_name};
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
 pub use extract::{AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson};

@@ -1,6 +1,7 @@
 //! `backup-server`: the orchestrator binary. Parses arguments, loads configuration, starts
 //! tracing and calls the library.
 
+use backup_server::Configuration as _;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

@@ -28,6 +28,15 @@ pub use restic::{pseudo_random, random_tree, restic_command, snapshots};
 pub use store::fleet;
 pub use wait::wait_for;
 
+/// An environment for a configuration loader's tests: `pairs` looked up by name.
+pub fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
 /// Whether `BACKUP_TEST_REQUIRE` (a comma-separated list) names `what`.
 pub fn required(what: &str) -> bool {
     std::env::var("BACKUP_TEST_REQUIRE")

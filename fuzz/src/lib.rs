@@ -2,6 +2,7 @@
 //! them, and `tests/replay.rs` calls them on the checked-in corpus with the stable toolchain.
 //! Each must never panic, whatever the bytes.
 
+use backup_agent::Configuration as _;
 use backup_agent::{AgentConfig, restic, state};
 use backup_core::{
     AttemptReport, ExitStatus, Heartbeat, PolicySpec, Settings, SettingsPatch, TaskKind,

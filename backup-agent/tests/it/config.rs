@@ -1,7 +1,6 @@
 //! The agent's configuration: the seed's file verbatim, DESIGN's keys, the environment, errors.
 
-use std::collections::HashMap;
-
+use backup_agent::Configuration as _;
 use backup_agent::{AgentConfig, env_name};
 
 /// `agent.yaml` exactly as the seed (EPIC-15) shows it.
@@ -22,13 +21,7 @@ maxRetries: 5
 maxBackoffMinutes: 60
 ";
 
-fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).into(), (*v).into()))
-        .collect();
-    move |k| map.get(k).cloned()
-}
+use backup_testkit::vars as env;
 
 #[test]
 fn the_seed_file_loads_verbatim() {

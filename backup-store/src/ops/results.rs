@@ -112,7 +112,10 @@ async fn record_result(
         // The attempt was closed as "agent lost" before this result arrived.
         Some(closed) if closed != RunStatus::Running => {
             let waiting_for_retry = status == TaskStatus::Pending && task.next_retry_at.is_some();
-            if report.outcome.is_success() && waiting_for_retry {
+            // A late success resolves a task still waiting for its retry; anything else is
+            // recorded and answered as stale.
+            let resolves = report.outcome.is_success() && waiting_for_retry;
+            let view = if resolves {
                 sqlx::query(
                     "UPDATE tasks SET status = 'succeeded', next_retry_at = NULL, lease_expires_at = NULL, \
                      last_error = NULL, updated_at = $2 WHERE id = $1",
@@ -121,20 +124,10 @@ async fn record_result(
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
-                let view = task_by_id(tx, task.id).await?.view()?;
-                write_run(
-                    tx,
-                    &received,
-                    Closing {
-                        status: report.outcome.into(),
-                        late: true,
-                        failed_permanently: false,
-                        answer: Some(&view),
-                    },
-                )
-                .await?;
-                return Ok(Recorded::Answer(ResultAnswer::decided(view, false)));
-            }
+                Some(task_by_id(tx, task.id).await?.view()?)
+            } else {
+                None
+            };
             write_run(
                 tx,
                 &received,
@@ -142,11 +135,14 @@ async fn record_result(
                     status: report.outcome.into(),
                     late: true,
                     failed_permanently: false,
-                    answer: None,
+                    answer: view.as_ref(),
                 },
             )
             .await?;
-            return Ok(Recorded::Stale(task.view()?));
+            return match view {
+                Some(view) => Ok(Recorded::Answer(ResultAnswer::decided(view, false))),
+                None => Ok(Recorded::Stale(task.view()?)),
+            };
         }
         Some(_) => {
             if status != TaskStatus::Running || task.started_attempt != attempt {
@@ -174,25 +170,23 @@ async fn record_result(
     let mut retried = false;
     let mut failed_permanently = false;
     match report.outcome {
-        AttemptOutcome::Succeeded | AttemptOutcome::Partial => {
+        // Done, or handed back without spending budget (a shutdown, a backoff).
+        outcome @ (AttemptOutcome::Succeeded
+        | AttemptOutcome::Partial
+        | AttemptOutcome::Interrupted) => {
+            let status = if outcome == AttemptOutcome::Interrupted {
+                TaskStatus::Pending
+            } else {
+                TaskStatus::Succeeded
+            };
             sqlx::query(
-                "UPDATE tasks SET status = 'succeeded', next_retry_at = NULL, lease_expires_at = NULL, \
+                "UPDATE tasks SET status = $4, next_retry_at = NULL, lease_expires_at = NULL, \
                  last_error = $2, updated_at = $3 WHERE id = $1",
             )
             .bind(task.id)
             .bind(report.error.as_deref())
             .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
-        AttemptOutcome::Interrupted => {
-            sqlx::query(
-                "UPDATE tasks SET status = 'pending', next_retry_at = NULL, lease_expires_at = NULL, \
-                 last_error = $2, updated_at = $3 WHERE id = $1",
-            )
-            .bind(task.id)
-            .bind(report.error.as_deref())
-            .bind(now)
+            .bind(status.as_str())
             .execute(&mut **tx)
             .await?;
         }
