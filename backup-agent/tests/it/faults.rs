@@ -664,8 +664,8 @@ async fn a_backup_that_finished_as_it_was_stopped_is_reported_as_a_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_task_whose_repository_enters_backoff_is_handed_back_not_waited_for() {
     let mut s = setup("handed-back", &["bad", "good"]).await;
-    // The first backup on `bad` fails slowly into a backoff while a second one, claimed beside
-    // it, waits for the one backup slot.
+    // A backup and a check on `bad` are claimed together; whichever runs first fails slowly
+    // into a backoff while the other waits for the repository (the check needs it to itself).
     s.script(
         "bad",
         vec![Script {
@@ -674,57 +674,45 @@ async fn a_held_task_whose_repository_enters_backoff_is_handed_back_not_waited_f
         }],
     );
     s.config.max_concurrent_tasks = Some(2);
-    s.config.max_concurrent_backups = Some(1);
     s.config.backoff_failure_threshold = Some(1);
     s.config.backoff_base_seconds = Some(300);
-    let first = s.backup("bad").await;
-    let mut second = backup_policy(s.agent.id, "bad", &["/d"]);
-    second["name"] = json!("bad, second");
-    let second = s.server.policy(second).await;
+    s.backup("bad").await;
+    s.server.policy(check_policy(s.agent.id, "bad")).await;
     let running = s.start().await;
     let Setup { server, runner, .. } = &s;
-    let second_runs = policy_query(&second);
     server
-        .wait_for(20, "the second backup handed back", || async {
-            server
-                .runs(&second_runs)
-                .await
-                .iter()
-                .any(|r| r["status"] == "interrupted")
+        .wait_for(20, "the waiting task handed back", || async {
+            !server.runs("status=interrupted").await.is_empty()
         })
         .await;
-    let run = server.runs(&second_runs).await.remove(0);
+    let run = server.runs("status=interrupted").await.remove(0);
     assert!(
         run["error"]
             .as_str()
             .is_some_and(|e| e.starts_with("handed back: repository bad is in backoff until")),
         "{run}"
     );
-    // It holds no slot: a check on another repository runs at once.
-    server.policy(check_policy(s.agent.id, "good")).await;
+    // It holds no slot: a backup of another repository runs at once.
+    s.backup("good").await;
     server
-        .wait_for_tasks(
-            20,
-            "the check on the good repository",
-            "status=succeeded",
-            1,
-        )
+        .wait_for_tasks(20, "the good repository's backup", "status=succeeded", 1)
         .await;
     let on_bad = runner
         .operations()
         .iter()
         .filter(|spec| repository_of(spec).ends_with("/bad"))
         .count();
+    assert_eq!(on_bad, 1, "nothing else ran on the repository in backoff");
+    let handed_back = server
+        .get(&format!("/tasks/{}", run["taskId"].as_str().expect("task")))
+        .await;
     assert_eq!(
-        on_bad, 1,
-        "only the first backup ran on the repository in backoff"
-    );
-    let tasks = server.tasks(&policy_query(&second)).await;
-    assert_eq!(
-        (tasks[0]["status"].clone(), tasks[0]["retryCount"].clone()),
+        (
+            handed_back["status"].clone(),
+            handed_back["retryCount"].clone()
+        ),
         (json!("pending"), json!(0)),
         "back on the server, no retry budget spent"
     );
-    let _ = first;
     running.stop().await;
 }
