@@ -49,6 +49,7 @@ fn busy_state() -> AgentState {
             report,
             tries: 3,
             next_try_at: Some(now),
+            refused_since: None,
         });
     }
     state.counters.retries_total = 42;

@@ -234,6 +234,7 @@ impl AgentConfig {
             max_backoff_minutes: self.max_backoff_minutes,
             backoff_base_seconds: self.backoff_base_seconds,
             backoff_failure_threshold: self.backoff_failure_threshold,
+            source: None,
         }
     }
 

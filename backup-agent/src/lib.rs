@@ -54,7 +54,7 @@ pub use agent::{
 pub use backup_config::Configuration;
 #[cfg(feature = "mock")]
 pub use client::MockOrchestratorClient;
-pub use client::{ClientError, HttpClient, OrchestratorClient};
+pub use client::{ClientError, HttpClient, NetworkCause, OrchestratorClient, POOL_IDLE_SECONDS};
 pub use config::{AgentConfig, ConfigError, RepositoryConfig, env_name, parse_env_file};
 pub use runner::TokioProcessRunner;
 
@@ -88,25 +88,67 @@ impl From<ConfigError> for AgentError {
     }
 }
 
+/// What `backup-agent diagnostics` read, and from where.
+#[derive(Clone, Debug)]
+pub struct DiagnosticsReading {
+    /// The diagnostics, as JSON.
+    pub json: String,
+    /// For people, when the live agent did not answer: which file was read and how old it is.
+    pub note: Option<String>,
+}
+
 /// What `backup-agent diagnostics` prints: the running agent's `/diagnostics` when it serves
-/// one (`metricsListen`), else the `diagnostics.json` it rewrites at every heartbeat.
+/// one (`metricsListen`), else the `diagnostics.json` it rewrites at every heartbeat (with a
+/// note saying so, and how old the file is).
 ///
 /// # Errors
 /// When neither is available.
-pub async fn read_diagnostics(config: &AgentConfig) -> Result<String, AgentError> {
+pub async fn read_diagnostics(config: &AgentConfig) -> Result<DiagnosticsReading, AgentError> {
+    let mut tried = None;
     if let Some(listen) = &config.metrics_listen {
         let url = format!("http://{listen}/diagnostics");
-        if let Ok(answer) = reqwest::get(&url).await
-            && let Ok(text) = answer.text().await
-        {
-            return Ok(text);
+        match reqwest::get(&url).await {
+            Ok(answer) => {
+                if let Ok(json) = answer.text().await {
+                    return Ok(DiagnosticsReading { json, note: None });
+                }
+            }
+            Err(e) => tried = Some(format!("no agent answered at {url} ({e})")),
         }
     }
     let path = config.state_dir.join(DIAGNOSTICS_FILE);
-    std::fs::read_to_string(&path).map_err(|e| {
+    let json = std::fs::read_to_string(&path).map_err(|e| {
         AgentError::Io(format!(
-            "no running agent answered and {} cannot be read ({e}); is the agent running with this configuration?",
-            path.display()
+            "{}{} cannot be read ({e}); is the agent running with this configuration?",
+            tried
+                .as_deref()
+                .map(|t| format!("{t}, and "))
+                .unwrap_or_default(),
+            path.display(),
         ))
+    })?;
+    let age = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok());
+    let stale =
+        age.is_some_and(|a| a.as_secs() > 3 * u64::from(config.heartbeat_interval_seconds.max(1)));
+    let age = age.map_or_else(
+        || "of unknown age".to_owned(),
+        |a| format!("written {} s ago", a.as_secs()),
+    );
+    let note = format!(
+        "{}read {} ({age}; the agent rewrites it at every heartbeat{})",
+        tried.map(|t| format!("{t}; ")).unwrap_or_default(),
+        path.display(),
+        if stale {
+            "; this one is stale: is the agent running?"
+        } else {
+            ""
+        }
+    );
+    Ok(DiagnosticsReading {
+        json,
+        note: Some(note),
     })
 }

@@ -37,21 +37,22 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Cmd::Diagnostics) = cli.command {
         #[allow(clippy::print_stdout)]
         {
-            println!("{}", backup_agent::read_diagnostics(&config).await?);
+            let reading = backup_agent::read_diagnostics(&config).await?;
+            if let Some(note) = &reading.note {
+                eprintln!("{note}");
+            }
+            println!("{}", reading.json);
         }
         return Ok(());
     }
-    let client = HttpClient::new(
-        &config.orchestrator_url,
-        config.resolve_agent_id()?,
-        config.resolve_token()?,
-    )?;
+    let client = Arc::new(HttpClient::from_config(&config)?);
+    client.clone().reload_token_on_sighup();
     let runner = Arc::new(TokioProcessRunner::new());
     let agent = Agent::start(
         config,
         AgentOptions::default(),
         runner,
-        Arc::new(client),
+        client,
         Arc::new(SystemClock),
     )
     .await?;

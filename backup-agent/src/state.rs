@@ -65,6 +65,22 @@ pub struct OutboxEntry {
     pub tries: u32,
     /// Not before this time.
     pub next_try_at: Option<DateTime<Utc>>,
+    /// Since when the server has answered 401 to it (a token being rotated), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_since: Option<DateTime<Utc>>,
+}
+
+impl OutboxEntry {
+    /// A result to deliver now.
+    pub fn new(task_id: TaskId, report: AttemptReport) -> Self {
+        Self {
+            task_id,
+            report,
+            tries: 0,
+            next_try_at: None,
+            refused_since: None,
+        }
+    }
 }
 
 /// Counters that must not restart from zero with the agent.
@@ -292,6 +308,7 @@ mod tests {
             report: AttemptReport::new(2, AttemptOutcome::Failed),
             tries: 3,
             next_try_at: None,
+            refused_since: None,
         });
         state.counters.retries_total = 7;
         file.save(&state).expect("save");

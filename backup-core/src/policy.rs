@@ -146,6 +146,18 @@ impl PolicySpec {
         let schedule = Schedule::parse(&self.schedule)?;
         validate_paths("paths", &self.paths)?;
         validate_paths("excludes", &self.excludes)?;
+        if let Some((i, relative)) = self
+            .paths
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !p.starts_with('/'))
+        {
+            return Err(Error::invalid(
+                "paths",
+                format!("paths[{i}] {relative:?}"),
+                "absolute paths (starting with /): the agent runs restic from its own directory",
+            ));
+        }
         if self.kind == TaskKind::Backup && self.paths.is_empty() {
             return Err(Error::invalid(
                 "paths",

@@ -66,6 +66,45 @@ pub enum Schedule {
     },
 }
 
+/// The five fields of a cron expression, with what each accepts.
+const CRON_FIELDS: [(&str, &str); 5] = [
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT"),
+];
+
+fn parse_cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+}
+
+/// The error of an expression that does not parse, naming the first field at fault (each
+/// field is tried alone, the others `*`).
+fn cron_error(expr: &str, whole: &croner::errors::CronError) -> Error {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    for (i, (name, accepts)) in CRON_FIELDS.iter().enumerate() {
+        let mut alone = ["*"; 5];
+        alone[i] = fields[i];
+        if parse_cron(&alone.join(" ")).is_err() {
+            return Error::invalid(
+                "schedule.cron",
+                format!("{expr} (the {name} field, {:?})", fields[i]),
+                format!("a {name} of {accepts}, a list (1,15), a range (1-5), a step (*/10) or *"),
+            );
+        }
+    }
+    Error::invalid(
+        "schedule.cron",
+        expr,
+        format!("5 fields: minute hour day-of-month month day-of-week ({whole})"),
+    )
+}
+
 impl Schedule {
     /// Validates a wire schedule.
     ///
@@ -95,14 +134,7 @@ impl Schedule {
                 if expr.split_whitespace().count() != 5 {
                     return Err(Error::invalid("schedule.cron", expr, expected));
                 }
-                let cron = CronParser::builder()
-                    .seconds(Seconds::Disallowed)
-                    .year(Year::Disallowed)
-                    .build()
-                    .parse(expr)
-                    .map_err(|e| {
-                        Error::invalid("schedule.cron", expr, format!("{expected} ({e})"))
-                    })?;
+                let cron = parse_cron(expr).map_err(|e| cron_error(expr, &e))?;
                 let tz_name = spec.timezone.as_deref().unwrap_or("UTC");
                 let timezone = Tz::from_str(tz_name).map_err(|_| {
                     Error::invalid(

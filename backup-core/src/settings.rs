@@ -97,24 +97,34 @@ pub const SETTING_FIELDS: [(&str, &str, Range); 10] = [
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
     /// Tasks running at once, all kinds together (1-64).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 64))]
     pub max_concurrent_tasks: u32,
-    /// Backups running at once (1-64, <= `max_concurrent_tasks`).
+    /// Backups running at once (1-64, at most maxConcurrentTasks).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 64))]
     pub max_concurrent_backups: u32,
-    /// Checks running at once (1-64, <= `max_concurrent_tasks`).
+    /// Checks running at once (1-64, at most maxConcurrentTasks).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 64))]
     pub max_concurrent_checks: u32,
-    /// Prunes running at once (1-64, <= `max_concurrent_tasks`).
+    /// Prunes running at once (1-64, at most maxConcurrentTasks).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 64))]
     pub max_concurrent_prunes: u32,
-    /// Share of the machine's CPU restic may use (1-100).
+    /// Share of the machine's CPU restic may use, in percent (1-100).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub cpu_quota_percent: u32,
-    /// The agent's whole upload budget in Mbit/s (1-100000); `None` is unlimited.
+    /// The agent's whole upload budget in Mbit/s (1-100000); null is unlimited.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100000))]
     pub bandwidth_limit_mbps: Option<u32>,
-    /// Retries after the first attempt (0-100) for tasks whose policy sets none.
+    /// Retries after the first attempt (0-100), for tasks whose policy sets none.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub max_retries: u32,
     /// Cap of every backoff delay, in minutes (1-1440).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1440))]
     pub max_backoff_minutes: u32,
-    /// First backoff delay, in seconds (1-3600, <= `60 * max_backoff_minutes`).
+    /// First backoff delay, in seconds (1-3600, at most 60 times maxBackoffMinutes).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
     pub backoff_base_seconds: u32,
-    /// Consecutive retriable failures on a repository before the agent backs off (0 = never).
+    /// Consecutive retriable failures on a repository before the agent backs off (0-100; 0 never backs off).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub backoff_failure_threshold: u32,
 }
 
@@ -183,6 +193,7 @@ impl Settings {
             max_backoff_minutes: Some(self.max_backoff_minutes.into()),
             backoff_base_seconds: Some(self.backoff_base_seconds.into()),
             backoff_failure_threshold: Some(self.backoff_failure_threshold.into()),
+            source: None,
         }
     }
 }
@@ -196,85 +207,123 @@ impl Settings {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsPatch {
-    /// See [`Settings::max_concurrent_tasks`].
+    /// Tasks running at once, all kinds together (1-64); absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 64)
+    )]
     pub max_concurrent_tasks: Option<i64>,
-    /// See [`Settings::max_concurrent_backups`].
+    /// Backups running at once (1-64, at most maxConcurrentTasks); absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 64)
+    )]
     pub max_concurrent_backups: Option<i64>,
-    /// See [`Settings::max_concurrent_checks`].
+    /// Checks running at once (1-64, at most maxConcurrentTasks); absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 64)
+    )]
     pub max_concurrent_checks: Option<i64>,
-    /// See [`Settings::max_concurrent_prunes`].
+    /// Prunes running at once (1-64, at most maxConcurrentTasks); absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 64)
+    )]
     pub max_concurrent_prunes: Option<i64>,
-    /// See [`Settings::cpu_quota_percent`].
+    /// Share of the machine's CPU restic may use, in percent (1-100); absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 100)
+    )]
     pub cpu_quota_percent: Option<i64>,
-    /// `None`: unchanged; `Some(None)`: unlimited; `Some(Some(n))`: n Mbit/s.
+    /// The agent's whole upload budget in Mbit/s (1-100000); null is unlimited; absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "present_or_null"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>, minimum = 1, maximum = 100000))]
     pub bandwidth_limit_mbps: Option<Option<i64>>,
-    /// See [`Settings::max_retries`].
+    /// Retries after the first attempt (0-100), for tasks whose policy sets none; absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 0, maximum = 100)
+    )]
     pub max_retries: Option<i64>,
-    /// See [`Settings::max_backoff_minutes`].
+    /// Cap of every backoff delay, in minutes (1-1440); absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 1440)
+    )]
     pub max_backoff_minutes: Option<i64>,
-    /// See [`Settings::backoff_base_seconds`].
+    /// First backoff delay, in seconds (1-3600, at most 60 times maxBackoffMinutes); absent: unchanged.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
-    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 3600)
+    )]
     pub backoff_base_seconds: Option<i64>,
-    /// See [`Settings::backoff_failure_threshold`].
+    /// Consecutive retriable failures on a repository before the agent backs off (0-100; 0 never backs off); absent: unchanged.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 0, maximum = 100)
+    )]
+    pub backoff_failure_threshold: Option<i64>,
+    /// Who rules the settings from now on: `agent` hands control back to the agent's file
+    /// (its proposals are adopted again from its next heartbeat); absent: the API, as for any
+    /// PATCH. Only for `PATCH /agents/{id}/settings`; an agent's proposal never carries it.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "not_null"
     )]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
-    pub backoff_failure_threshold: Option<i64>,
+    pub source: Option<crate::SettingsSource>,
 }
 
 /// A field that may be absent (`None`, via `default`) but not `null`: `null` would read as
@@ -311,6 +360,7 @@ impl SettingsPatch {
             backoff_failure_threshold: patch
                 .backoff_failure_threshold
                 .or(self.backoff_failure_threshold),
+            source: patch.source.or(self.source),
         }
     }
 

@@ -170,6 +170,10 @@ pub struct Heartbeat {
 pub struct HeartbeatAnswer {
     /// The settings to apply now.
     pub settings: Settings,
+    /// Where they come from: `agent` (its file's proposals are adopted) or `api` (a PATCH
+    /// took them over; the file's settings keys are ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_source: Option<crate::SettingsSource>,
     /// The server's clock, to measure skew.
     pub server_time: DateTime<Utc>,
     /// Cancelled tasks to stop without a result.

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod cli;
 mod config;
 mod error;
 mod extract;
@@ -36,12 +37,13 @@ mod ui;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use backup_core::{Clock, SystemClock, TenantCreated};
+use backup_core::{Clock, SystemClock};
 use backup_store::{Store, StoreConfig};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 pub use auth::{AdminAuth, AgentAuth, TenantAuth};
 pub use backup_config::Configuration;
+pub use cli::{TenantCommand, run_tenant_command};
 pub use config::{ConfigError, LimitsConfig, SchedulerConfig, ServerConfig, UiConfig, env_name};
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
 pub use extract::{AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson};
@@ -64,6 +66,9 @@ pub enum ServerError {
     /// The store could not be opened or migrated.
     #[error("opening the database: {0}")]
     Store(#[from] backup_store::StoreError),
+    /// The operator's command was refused (a tenant name taken).
+    #[error("{0}")]
+    Refused(String),
     /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Bind {
@@ -172,27 +177,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// `backup-server tenant create --name NAME`: creates a tenant, returns its id and token.
-///
-/// # Errors
-/// [`ServerError`] when the database is unusable or the name invalid.
-pub async fn create_tenant(
-    config: &ServerConfig,
-    name: &str,
-) -> Result<TenantCreated, ServerError> {
-    let store = Store::open(
-        &config.database,
-        config.store_config(),
-        Arc::new(SystemClock),
-    )
-    .await?;
-    let created = store.create_tenant(name).await?;
-    store.close().await;
-    Ok(created)
-}
-
 /// A database URL without its password, for logs.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

@@ -26,16 +26,7 @@ enum Command {
     /// Manage tenants.
     Tenant {
         #[command(subcommand)]
-        command: TenantCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum TenantCommand {
-    /// Create a tenant; prints its id and token as JSON.
-    Create {
-        #[arg(long)]
-        name: String,
+        command: backup_server::TenantCommand,
     },
 }
 
@@ -46,13 +37,11 @@ async fn main() -> anyhow::Result<()> {
     backup_config::init_tracing();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => backup_server::serve(config).await?,
-        Command::Tenant {
-            command: TenantCommand::Create { name },
-        } => {
-            let tenant = backup_server::create_tenant(&config, &name).await?;
+        Command::Tenant { command } => {
+            let out = backup_server::run_tenant_command(&config, command).await?;
             #[allow(clippy::print_stdout)]
             {
-                println!("{}", serde_json::to_string_pretty(&tenant)?);
+                println!("{out}");
             }
         }
     }

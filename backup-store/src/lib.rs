@@ -45,8 +45,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod answers;
 mod cursor;
 mod error;
+mod filters;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -55,21 +57,22 @@ mod token;
 mod ts;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
 };
 
 use backup_core::{
     AgentCreated, AgentId, AgentView, AttemptReport, BackupRunView, ClaimAnswer, ClaimRequest,
     Clock, CreateAgent, Heartbeat, HeartbeatAnswer, Page, PolicyId, PolicyPatch, PolicySpec,
-    PolicyView, RunStatus, Settings, SettingsPatch, SkipReason, SplitMix64, TaskId, TaskStatus,
-    TaskView, TenantCreated, TenantId,
+    PolicyView, Settings, SettingsPatch, SplitMix64, TaskId, TaskView, TenantCreated, TenantId,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
+pub use answers::{AgentPrincipal, LapseReport, ResultAnswer, TenantListing, TickReport};
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest};
 pub use error::{Result, StoreError};
+pub use filters::{BackupRunFilter, PolicyFilter, TaskFilter};
 
 use crate::ts::Ts;
 
@@ -95,102 +98,6 @@ impl Default for StoreConfig {
             max_connections: 16,
         }
     }
-}
-
-/// An authenticated agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AgentPrincipal {
-    /// The agent.
-    pub agent_id: AgentId,
-    /// Its tenant.
-    pub tenant_id: TenantId,
-}
-
-/// The answer to a result: the task as decided, and what the decision was.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResultAnswer {
-    /// The task view after the decision (for a repeat: as it was decided then).
-    pub task: TaskView,
-    /// The failure was answered with a retry.
-    pub retried: bool,
-    /// This was a repeat of a result already stored.
-    pub replayed: bool,
-}
-
-impl ResultAnswer {
-    /// A result decided now (not a repeat).
-    pub(crate) fn decided(task: TaskView, retried: bool) -> Self {
-        Self {
-            task,
-            retried,
-            replayed: false,
-        }
-    }
-}
-
-/// Filters of `GET /policies`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PolicyFilter {
-    /// Only this agent's policies.
-    pub agent_id: Option<AgentId>,
-}
-
-/// Filters of `GET /tasks`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TaskFilter {
-    /// Only tasks in this status.
-    pub status: Option<TaskStatus>,
-    /// Only this agent's tasks.
-    pub agent_id: Option<AgentId>,
-    /// Only this policy's tasks.
-    pub policy_id: Option<PolicyId>,
-}
-
-/// Filters of `GET /backup-runs`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BackupRunFilter {
-    /// Only this agent's runs.
-    pub agent_id: Option<AgentId>,
-    /// Only this policy's runs.
-    pub policy_id: Option<PolicyId>,
-    /// Only this task's runs.
-    pub task_id: Option<TaskId>,
-    /// Only runs in this status.
-    pub status: Option<RunStatus>,
-}
-
-/// What one scheduler tick did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TickReport {
-    /// Due policies looked at.
-    pub evaluated: u64,
-    /// Tasks created.
-    pub created: u64,
-    /// Slots missed (merged into the created tasks).
-    pub missed_slots: u64,
-    /// Due policies left due, by reason.
-    pub skipped: BTreeMap<SkipReason, u64>,
-}
-
-impl TickReport {
-    fn skipped_for_conflict(&mut self, n: usize) {
-        if n > 0 {
-            *self.skipped.entry(SkipReason::OpenTask).or_default() += n as u64;
-        }
-    }
-}
-
-/// What one lease sweep did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LapseReport {
-    /// Claimed tasks returned to pending (attempt given back, no budget spent).
-    pub returned: u64,
-    /// Running tasks whose attempt failed as "agent lost".
-    pub lost: u64,
-    /// Of those, how many were answered with a retry.
-    pub retried: u64,
-    /// Of those, how many failed permanently.
-    pub failed_permanently: u64,
 }
 
 /// What the queries share: the clock, the configuration, the jitter generator.
@@ -312,6 +219,14 @@ impl Store {
     /// [`StoreError::Validation`] for a bad name; [`StoreError::Unavailable`].
     pub async fn create_tenant(&self, name: &str) -> Result<TenantCreated> {
         on_backend!(self, p => p.create_tenant(&self.ctx, name))
+    }
+
+    /// Every tenant, oldest first (for the operator's CLI).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn list_tenants(&self) -> Result<Vec<TenantListing>> {
+        on_backend!(self, p => p.list_tenants())
     }
 
     /// Whether `token` is the tenant's current token (constant-time comparison of hashes).

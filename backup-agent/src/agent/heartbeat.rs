@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use backup_core::{GateLimits, Heartbeat, HeartbeatAnswer};
+use backup_core::{GateLimits, Heartbeat, HeartbeatAnswer, SettingsSource};
 
 use super::{AGENT_VERSION, Agent};
 
@@ -13,11 +13,19 @@ impl Agent {
             self.inner.config.heartbeat_interval_seconds.max(1),
         ));
         let mut failures = 0u32;
+        let mut told_source = false;
         loop {
             let body = self.heartbeat_body();
             let wait = match self.inner.client.heartbeat(&body).await {
                 Ok(answer) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "heartbeat OK after {failures} failures");
+                    }
                     failures = 0;
+                    if !told_source && answer.settings_source.is_some() {
+                        told_source = true;
+                        self.tell_ignored_proposals(&answer);
+                    }
                     self.apply(answer);
                     self.inner.heartbeat_done.send_replace(true);
                     every
@@ -69,6 +77,36 @@ impl Agent {
             proposed_settings: (!proposed.is_empty()).then_some(proposed),
             agent_version: Some(AGENT_VERSION.into()),
             restic_version: self.inner.restic_version.map(|v| v.to_string()),
+        }
+    }
+
+    /// Once, at the first answer: when the server's copy of the settings rules (someone
+    /// PATCHed the agent), the settings keys of this agent's file are ignored; say which differ
+    /// and how to hand control back.
+    fn tell_ignored_proposals(&self, answer: &HeartbeatAnswer) {
+        if answer.settings_source != Some(SettingsSource::Api) {
+            return;
+        }
+        let proposed =
+            serde_json::to_value(self.inner.config.proposed_settings()).unwrap_or_default();
+        let in_force = serde_json::to_value(answer.settings).unwrap_or_default();
+        let differ: Vec<String> = proposed
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(key, value)| in_force.get(key.as_str()) != Some(value))
+            .map(|(key, value)| {
+                format!(
+                    "{key}: {value} in the file, {} in force",
+                    in_force[key.as_str()]
+                )
+            })
+            .collect();
+        if !differ.is_empty() {
+            tracing::warn!(
+                differ = %differ.join("; "),
+                "the settings in this agent's file are not in force: they were changed through the API (settingsSource: api); PATCH /agents/{{id}}/settings with {{\"source\": \"agent\"}} hands them back to the file"
+            );
         }
     }
 

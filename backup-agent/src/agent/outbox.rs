@@ -13,6 +13,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::Agent;
 use crate::ClientError;
 
+/// How long a result is kept while the server answers 401 (a token being rotated): then it is
+/// dropped, with an error, so that a revoked agent does not grow its outbox for ever.
+const REFUSED_FOR: TimeDelta = TimeDelta::hours(24);
+
 impl Agent {
     pub(super) async fn outbox_loop(self) {
         loop {
@@ -32,6 +36,8 @@ impl Agent {
     /// entry once more regardless of its schedule (shutdown).
     pub(super) async fn deliver_due(&self, final_pass: bool) -> Option<DateTime<Utc>> {
         let mut tried = HashSet::new();
+        // Results delivered in this pass that had waited (failed deliveries before).
+        let mut recovered = 0u32;
         loop {
             let now = self.now();
             let entry = {
@@ -47,6 +53,12 @@ impl Agent {
                     .cloned()
             };
             let Some(entry) = entry else {
+                if recovered > 0 {
+                    tracing::info!(
+                        delivered = recovered,
+                        "delivered {recovered} results from the outbox"
+                    );
+                }
                 let shared = self.shared();
                 let state = &shared.state;
                 return state.outbox.iter().filter_map(|e| e.next_try_at).min();
@@ -55,6 +67,9 @@ impl Agent {
             let key = (entry.task_id, entry.report.attempt);
             match self.inner.client.report(entry.task_id, &entry.report).await {
                 Ok(view) => {
+                    if entry.tries > 0 {
+                        recovered += 1;
+                    }
                     self.persist_lazily(|s| {
                         s.state
                             .outbox
@@ -71,8 +86,24 @@ impl Agent {
                             .retain(|e| (e.task_id, e.report.attempt) != key)
                     });
                 }
+                Err(e)
+                    if e.status() == Some(401)
+                        && entry
+                            .refused_since
+                            .is_some_and(|since| now - since > REFUSED_FOR) =>
+                {
+                    tracing::error!(task = %entry.task_id, attempt = entry.report.attempt, error = %e, "the server has refused this agent's token for 24 hours; dropping the result (check tokenFile)");
+                    self.persist_lazily(|s| {
+                        s.state
+                            .outbox
+                            .retain(|e| (e.task_id, e.report.attempt) != key)
+                    });
+                }
                 Err(e) if e.is_transient() => {
                     let tries = entry.tries + 1;
+                    // A 401 is kept (a token being rotated), for at most REFUSED_FOR.
+                    let refused_since =
+                        (e.status() == Some(401)).then(|| entry.refused_since.unwrap_or(now));
                     let delay = e.retry_after().unwrap_or_else(|| {
                         let backoff = ExponentialBackoff::new(
                             Duration::from_secs(1),
@@ -96,6 +127,7 @@ impl Agent {
                         {
                             e.tries = tries;
                             e.next_try_at = Some(at);
+                            e.refused_since = refused_since;
                         }
                     });
                 }

@@ -51,12 +51,7 @@ impl Agent {
                     report.error_kind = Some(ErrorClass::Retriable);
                     report.error = Some("the agent stopped during this attempt (crash or kill); its restic process was killed at restart".into());
                     report.finished_at = Some(now);
-                    s.outbox.push(OutboxEntry {
-                        task_id: record.task_id,
-                        report,
-                        tries: 0,
-                        next_try_at: None,
-                    });
+                    s.outbox.push(OutboxEntry::new(record.task_id, report));
                 }
             }
             s.processes.clear();

@@ -106,12 +106,7 @@ impl Agent {
                         task.attempt
                     ));
                     report.finished_at = Some(now);
-                    shared.state.outbox.push(OutboxEntry {
-                        task_id: id,
-                        report,
-                        tries: 0,
-                        next_try_at: None,
-                    });
+                    shared.state.outbox.push(OutboxEntry::new(id, report));
                     reported = true;
                 }
                 (reported, entered)
@@ -332,12 +327,9 @@ impl Shared {
                 .map(|entered| (scope, message, entered)),
             None => None,
         };
-        self.state.outbox.push(OutboxEntry {
-            task_id: task.id,
-            report: finished.report,
-            tries: 0,
-            next_try_at: None,
-        });
+        self.state
+            .outbox
+            .push(OutboxEntry::new(task.id, finished.report));
         entered
     }
 }

@@ -6,6 +6,7 @@
 mod harness;
 
 mod classifier;
+mod client;
 mod config;
 mod faults;
 mod limits;

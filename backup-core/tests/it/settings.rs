@@ -58,6 +58,7 @@ fn full_patch() -> impl Strategy<Value = SettingsPatch> {
                 max_backoff_minutes: Some(cap),
                 backoff_base_seconds: Some(base),
                 backoff_failure_threshold: Some(threshold),
+                source: None,
             },
         )
 }
@@ -93,6 +94,7 @@ proptest! {
             max_backoff_minutes: pick(7, patch.max_backoff_minutes),
             backoff_base_seconds: pick(8, patch.backoff_base_seconds),
             backoff_failure_threshold: pick(9, patch.backoff_failure_threshold),
+            source: None,
         };
         let merged = current.to_patch().merge(&partial);
         let result = current.apply(&partial);

@@ -116,6 +116,7 @@ fn heartbeat_and_answer() {
     round_trip(
         &HeartbeatAnswer {
             settings: Settings::default(),
+            settings_source: None,
             server_time: at("2026-01-01T00:00:00Z"),
             cancel_task_ids: vec![TaskId::new()],
         },

@@ -112,13 +112,16 @@ pub(crate) async fn delete_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Creates a task for slot "now", whatever the policy's or agent's state.
+/// Queues a run now: a pending task of this policy, claimed by its agent at the agent's next
+/// claim (within `pollingIntervalSeconds`), also when the policy is disabled or the agent is
+/// offline or saturated; while the repository is in backoff it waits for the backoff to end.
+/// The policy's `nextDueAt` does not move.
 #[utoipa::path(post, path = "/policies/{id}/run", tag = "policies", params(("id" = String, Path, description = "Policy id")),
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 201, description = "The new task", body = TaskView),
         (status = 404, description = "No such policy for this tenant", body = ErrorBody),
-        (status = 409, description = "The policy has an open task", body = ErrorBody),
+        (status = 409, description = "The policy has an open task (the message names it)", body = ErrorBody),
     ))]
 pub(crate) async fn run_policy(
     State(state): State<AppState>,

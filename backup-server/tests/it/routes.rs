@@ -740,3 +740,94 @@ server_test!(
         assert!(text.contains("method=\"other\""), "{text}");
     }
 );
+
+server_test!(mistakes_are_caught_where_they_are_made, |h| async move {
+    let t = h.tenant("acme").await;
+    let auth = Auth::tenant(&t);
+    let agent = h.agent(&t, "db-1").await;
+    // A relative path would be read from the agent's own working directory.
+    let mut relative = backup_policy(agent.id);
+    relative["paths"] = json!(["/srv", "data/photos"]);
+    let a = h.post("/policies", &auth, relative).await;
+    assert_eq!(
+        (a.status, a.code(), a.field()),
+        (422, "validation_failed", "paths"),
+        "{a:?}"
+    );
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"data/photos\"") && m.contains("absolute")),
+        "{a:?}"
+    );
+    // A cron error names the field at fault.
+    let mut cron = backup_policy(agent.id);
+    cron["schedule"] = json!({"cron": "0 25 * * *"});
+    let a = h.post("/policies", &auth, cron).await;
+    let message = a.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!((a.status, a.field()), (422, "schedule.cron"), "{a:?}");
+    assert!(
+        message.contains("hour") && message.contains("0-23") && !message.contains("5 fields"),
+        "{message}"
+    );
+    // Run-now's 409 names the open task.
+    let p = h.policy(&t, backup_policy(agent.id)).await;
+    let id = p["id"].as_str().expect("id");
+    let first = h
+        .post(&format!("/policies/{id}/run"), &auth, json!({}))
+        .await;
+    assert_eq!(first.status, 201);
+    let task = first.body["id"].as_str().expect("task").to_owned();
+    let again = h
+        .post(&format!("/policies/{id}/run"), &auth, json!({}))
+        .await;
+    assert_eq!((again.status, again.code()), (409, "conflict"));
+    assert!(
+        again.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&task) && m.contains("cancel")),
+        "{again:?}"
+    );
+});
+
+server_test!(
+    a_patch_can_hand_the_settings_back_to_the_agent,
+    |h| async move {
+        let t = h.tenant("acme").await;
+        let auth = Auth::tenant(&t);
+        let agent = h.agent(&t, "db-1").await;
+        let path = format!("/agents/{}/settings", agent.id);
+        let a = h
+            .patch(&path, &auth, json!({"maxConcurrentTasks": 2}))
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        let proposal = json!({"runningTasks": 0, "queueDepth": 0, "proposedSettings": {"maxConcurrentTasks": 4}});
+        let hb = h.heartbeat(&agent, proposal.clone()).await;
+        assert_eq!(
+            (
+                hb.body["settings"]["maxConcurrentTasks"].clone(),
+                hb.body["settingsSource"].clone()
+            ),
+            (json!(2), json!("api")),
+            "a PATCHed agent's proposals are ignored, and the answer says why"
+        );
+        let back = h.patch(&path, &auth, json!({"source": "agent"})).await;
+        assert_eq!(back.status, 200, "{back:?}");
+        let view = h.get(&format!("/agents/{}", agent.id), &auth).await;
+        assert_eq!(view.body["settingsSource"], "agent");
+        let hb = h.heartbeat(&agent, proposal).await;
+        assert_eq!(
+            (
+                hb.body["settings"]["maxConcurrentTasks"].clone(),
+                hb.body["settingsSource"].clone()
+            ),
+            (json!(4), json!("agent")),
+            "the file rules again"
+        );
+        let bad = h.patch(&path, &auth, json!({"source": "someone"})).await;
+        assert_eq!((bad.status, bad.field()), (422, "source"), "{bad:?}");
+    }
+);

@@ -226,14 +226,9 @@ impl Pools {
         }
         let row = agent_row(&mut tx, *agent.as_uuid(), now).await?;
         let settings = row.settings.settings().apply(patch)?;
-        store_settings(
-            &mut *tx,
-            *agent.as_uuid(),
-            &settings,
-            SettingsSource::Api,
-            None,
-        )
-        .await?;
+        // Any PATCH takes the settings over for the API, unless it hands them back.
+        let source = patch.source.unwrap_or(SettingsSource::Api);
+        store_settings(&mut *tx, *agent.as_uuid(), &settings, source, None).await?;
         tx.commit().await?;
         Ok(settings)
     }

@@ -77,7 +77,8 @@ impl Pools {
             .await?;
         }
         let mut settings = current;
-        if row.settings.source()? == SettingsSource::Agent
+        let source = row.settings.source()?;
+        if source == SettingsSource::Agent
             && let Some(proposal) = &hb.proposed_settings
         {
             match current.apply(proposal) {
@@ -145,6 +146,7 @@ impl Pools {
         }
         Ok(HeartbeatAnswer {
             settings,
+            settings_source: Some(source),
             server_time: now.get(),
             cancel_task_ids: cancel_task_ids.into_iter().map(TaskId::from_uuid).collect(),
         })

@@ -38,7 +38,7 @@ use uuid::Uuid;
 use super::{Db, Pools};
 use crate::{
     AgentPrincipal, BackupRunFilter, Ctx, LapseReport, PageRequest, PolicyFilter, Result,
-    ResultAnswer, StoreError, TaskFilter, TickReport,
+    ResultAnswer, StoreError, TaskFilter, TenantListing, TickReport,
     cursor::Cursor,
     rows::{
         AgentRow, POLICY_COLUMNS, PolicyRow, RUN_COLUMNS, RunRow, SettingsRow, TASK_COLUMNS,

@@ -164,6 +164,19 @@ impl Pools {
             ));
         };
         let max_retries = row.max_task_retries.unwrap_or(agent_max_retries);
+        // Name the open task, if there is one: a 409 that says what to wait for or cancel.
+        let open: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, status FROM tasks WHERE policy_id = $1 \
+             AND status IN ('pending', 'claimed', 'running')",
+        )
+        .bind(row.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((task, status)) = open {
+            return Err(StoreError::Conflict(format!(
+                "the policy has an open task: {task} ({status}); wait for it, or cancel it with POST /tasks/{task}/cancel"
+            )));
+        }
         let id = Uuid::new_v4();
         let inserted = sqlx::query(
             "INSERT INTO tasks (id, tenant_id, policy_id, agent_id, kind, status, created_at, \
@@ -181,7 +194,11 @@ impl Pools {
         .await;
         match inserted {
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict("the policy has an open task".into()));
+                // A task that opened since the check above (another replica's), or one for
+                // this very millisecond.
+                return Err(StoreError::Conflict(
+                    "the policy has an open task, or one for this very moment".into(),
+                ));
             }
             other => {
                 other?;

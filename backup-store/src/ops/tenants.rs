@@ -23,6 +23,25 @@ impl Pools {
         })
     }
 
+    pub(crate) async fn list_tenants(&self) -> Result<Vec<TenantListing>> {
+        let rows: Vec<(Uuid, String, Ts, i64)> = sqlx::query_as(
+            "SELECT t.id, t.name, t.created_at, \
+             (SELECT COUNT(*) FROM agents a WHERE a.tenant_id = t.id AND a.deleted_at IS NULL) \
+             FROM tenants t ORDER BY t.created_at, t.id",
+        )
+        .fetch_all(self.read())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, created_at, agents)| TenantListing {
+                id: TenantId::from_uuid(id),
+                name,
+                created_at: created_at.get(),
+                agents: u64::try_from(agents).unwrap_or(0),
+            })
+            .collect())
+    }
+
     pub(crate) async fn tenant_token_matches(
         &self,
         tenant: TenantId,

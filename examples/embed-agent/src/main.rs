@@ -17,8 +17,8 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use backup_agent::{
-    Agent, AgentConfig, AgentOptions, ClientError, OrchestratorClient, RepositoryConfig,
-    TokioProcessRunner,
+    Agent, AgentConfig, AgentOptions, ClientError, NetworkCause, OrchestratorClient,
+    RepositoryConfig, TokioProcessRunner,
 };
 use backup_core::{
     AgentId, AttemptReport, ClaimAnswer, ClaimRequest, CreateAgent, Error, Heartbeat,
@@ -61,7 +61,10 @@ struct InProcessClient {
 
 fn to_client(e: StoreError) -> ClientError {
     match e {
-        StoreError::Unavailable(m) => ClientError::Unreachable(m),
+        StoreError::Unavailable(m) => ClientError::Unreachable {
+            server: "the in-process store".into(),
+            cause: NetworkCause::Other(m),
+        },
         StoreError::NotFound(what) => ClientError::Status {
             status: 404,
             code: None,

@@ -1,0 +1,86 @@
+//! What the store answers besides the API's views: who an agent token is, a result's decision,
+//! the tenants for the CLI, what a scheduler tick and a lease sweep did.
+
+use std::collections::BTreeMap;
+
+use backup_core::{AgentId, SkipReason, TaskView, TenantId};
+use chrono::{DateTime, Utc};
+
+/// An authenticated agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentPrincipal {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+}
+
+/// A tenant as the operator's CLI lists it (no token: it is only ever shown once).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantListing {
+    /// Its id.
+    pub id: TenantId,
+    /// Its name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Its agents (deleted ones aside).
+    pub agents: u64,
+}
+
+/// The answer to a result: the task as decided, and what the decision was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultAnswer {
+    /// The task view after the decision (for a repeat: as it was decided then).
+    pub task: TaskView,
+    /// The failure was answered with a retry.
+    pub retried: bool,
+    /// This was a repeat of a result already stored.
+    pub replayed: bool,
+}
+
+impl ResultAnswer {
+    /// A result decided now (not a repeat).
+    pub(crate) fn decided(task: TaskView, retried: bool) -> Self {
+        Self {
+            task,
+            retried,
+            replayed: false,
+        }
+    }
+}
+
+/// What one scheduler tick did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Due policies looked at.
+    pub evaluated: u64,
+    /// Tasks created.
+    pub created: u64,
+    /// Slots missed (merged into the created tasks).
+    pub missed_slots: u64,
+    /// Due policies left due, by reason.
+    pub skipped: BTreeMap<SkipReason, u64>,
+}
+
+impl TickReport {
+    pub(crate) fn skipped_for_conflict(&mut self, n: usize) {
+        if n > 0 {
+            *self.skipped.entry(SkipReason::OpenTask).or_default() += n as u64;
+        }
+    }
+}
+
+/// What one lease sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LapseReport {
+    /// Claimed tasks returned to pending (attempt given back, no budget spent).
+    pub returned: u64,
+    /// Running tasks whose attempt failed as "agent lost".
+    pub lost: u64,
+    /// Of those, how many were answered with a retry.
+    pub retried: u64,
+    /// Of those, how many failed permanently.
+    pub failed_permanently: u64,
+}

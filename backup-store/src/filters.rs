@@ -1,0 +1,34 @@
+//! The filters of the tenant's lists.
+
+use backup_core::{AgentId, PolicyId, RunStatus, TaskId, TaskStatus};
+
+/// Filters of `GET /policies`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyFilter {
+    /// Only this agent's policies.
+    pub agent_id: Option<AgentId>,
+}
+
+/// Filters of `GET /tasks`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only tasks in this status.
+    pub status: Option<TaskStatus>,
+    /// Only this agent's tasks.
+    pub agent_id: Option<AgentId>,
+    /// Only this policy's tasks.
+    pub policy_id: Option<PolicyId>,
+}
+
+/// Filters of `GET /backup-runs`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupRunFilter {
+    /// Only this agent's runs.
+    pub agent_id: Option<AgentId>,
+    /// Only this policy's runs.
+    pub policy_id: Option<PolicyId>,
+    /// Only this task's runs.
+    pub task_id: Option<TaskId>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+}
