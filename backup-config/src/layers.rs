@@ -246,7 +246,7 @@ impl Loader {
             let path = e.path().to_string();
             ConfigError(format!(
                 "{path}: {} (from {})",
-                e.into_inner(),
+                backup_core::in_api_words(&e.into_inner().to_string()),
                 loaded.origin(&path)
             ))
         })?;

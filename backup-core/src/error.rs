@@ -75,3 +75,80 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// serde's words for a bad value, in the API's: `invalid type: string "x", expected i64 at line
+/// 1 column 9` becomes `"x" (text) is not allowed here; expected a whole number`. Used for the
+/// API's error bodies and configuration errors, so that people read JSON's words (a whole
+/// number, a list, null), not Rust's (`i64`, `Option`, `struct`).
+pub fn in_api_words(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message,
+    };
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once("`, expected ")
+    {
+        let expected = expected.trim_start_matches("one of ").replace('`', "");
+        return format!("{value:?} is not one of {expected}");
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((name, _)) = rest.split_once('`')
+    {
+        return format!("unknown field {name}");
+    }
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((name, _)) = rest.split_once('`')
+    {
+        return format!("{name} is required");
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.split_once(", expected ")
+        {
+            return format!(
+                "{} is not allowed here; expected {}",
+                found_words(found),
+                expected_words(expected)
+            );
+        }
+    }
+    message.to_owned()
+}
+
+fn found_words(found: &str) -> String {
+    if let Some(text) = found.strip_prefix("string ") {
+        return format!("{text} (text)");
+    }
+    for kind in ["integer ", "floating point "] {
+        if let Some(n) = found.strip_prefix(kind) {
+            return format!("{} (a number)", n.trim_matches('`'));
+        }
+    }
+    match found {
+        "null" | "unit value" => "null".into(),
+        "map" => "an object".into(),
+        "sequence" => "a list".into(),
+        other if other.starts_with("boolean") => {
+            format!(
+                "{} (true or false)",
+                other.trim_start_matches("boolean ").trim_matches('`')
+            )
+        }
+        other => other.to_owned(),
+    }
+}
+
+fn expected_words(expected: &str) -> String {
+    match expected.trim() {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a sequence" => "a list".into(),
+        "a string" | "a borrowed string" => "text".into(),
+        "a map" => "an object".into(),
+        other if other.starts_with("struct ") => "an object".into(),
+        other if other.starts_with("enum ") => "one of the listed values".into(),
+        other => other.replace('`', ""),
+    }
+}

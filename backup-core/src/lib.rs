@@ -67,7 +67,7 @@ pub use backoff::{ExponentialBackoff, Jitter, RandomSource, SplitMix64};
 pub use clock::MockClock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{DispatchInputs, SkipReason};
-pub use error::{Error, ErrorClass, Result};
+pub use error::{Error, ErrorClass, Result, in_api_words};
 pub use gate::{Acquire, ConcurrencyGate, GateGuard, GateLimits, GateSnapshot};
 pub use ids::{AgentId, BackupRunId, PolicyId, TaskId, TenantId};
 pub use policy::{

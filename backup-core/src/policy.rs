@@ -79,6 +79,7 @@ impl Retention {
 #[serde(rename_all = "camelCase")]
 pub struct PolicySpec {
     /// A name for people (1-200 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: String,
     /// The agent that runs it (one of the tenant's).
     pub agent_id: AgentId,
@@ -99,9 +100,11 @@ pub struct PolicySpec {
     pub retention: Option<Retention>,
     /// Retries of its tasks (0-100); `null` uses the agent's `maxRetries`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub max_task_retries: Option<u32>,
     /// Per-attempt time limit in minutes (1-10080); `null` uses the agent's `taskTimeoutMinutes`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10080))]
     pub timeout_minutes: Option<u32>,
     /// Disabled policies are never scheduled (run-now still works).
     #[serde(default = "enabled_default")]

@@ -94,6 +94,10 @@ pub const SETTING_FIELDS: [(&str, &str, Range); 10] = [
 /// An agent's validated settings. Construct with [`Settings::default`] and [`Settings::apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "An agent's settings: its limits, quotas and retry and backoff rules.")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
     /// Tasks running at once, all kinds together (1-64).
@@ -205,6 +209,12 @@ impl Settings {
 /// tenant routes reject them before this type sees the body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "A partial update of the settings: an absent field is unchanged; for bandwidthLimitMbps, null means unlimited. The merged settings are validated as a whole, and a 422 names the field at fault."
+    )
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsPatch {
     /// Tasks running at once, all kinds together (1-64); absent: unchanged.

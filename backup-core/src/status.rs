@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Derived status of an agent; the first that applies wins, in this order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -20,6 +20,14 @@ pub enum AgentStatus {
 }
 
 impl AgentStatus {
+    /// Every status, in the order they are derived.
+    pub const ALL: [AgentStatus; 4] = [
+        AgentStatus::Offline,
+        AgentStatus::Backoff,
+        AgentStatus::Saturated,
+        AgentStatus::Online,
+    ];
+
     /// The wire name.
     pub const fn as_str(self) -> &'static str {
         match self {

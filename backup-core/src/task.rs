@@ -315,6 +315,7 @@ impl<T: Copy> PerKind<T> {
 /// The OpenAPI schema of `PerKind<u32>` (utoipa cannot derive it for the generic type).
 #[cfg(feature = "openapi")]
 #[derive(Debug, utoipa::ToSchema)]
+#[schema(description = "A number for each task kind: backup, check, prune.")]
 pub struct PerKindCounts {
     /// For backups.
     pub backup: u32,

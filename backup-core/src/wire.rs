@@ -187,6 +187,7 @@ pub struct HeartbeatAnswer {
 #[serde(rename_all = "camelCase")]
 pub struct ClaimRequest {
     /// Most tasks to hand out (1-500).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 500))]
     pub limit: u32,
     /// Most tasks per kind; absent means only `limit` applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -397,6 +398,12 @@ pub struct PolicyView {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// When its last success finished (`null`: never).
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When its last finished attempt (succeeded, partial or failed) finished.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// That attempt's status.
+    pub last_run_status: Option<RunStatus>,
 }
 
 /// A page of a list: newest first; pass `nextCursor` as `cursor` for the next page.

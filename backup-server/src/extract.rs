@@ -48,7 +48,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8], unknown: &mut Vec<String>) -> Result
                     (".", None) => "body".to_owned(),
                     (p, None) => p.to_owned(),
                 };
-                ApiError::invalid(field, message)
+                ApiError::invalid(field, backup_core::in_api_words(&message))
             }
             _ => ApiError::new(
                 ErrorCode::MalformedJson,
@@ -155,7 +155,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
                     } else {
                         field
                     };
-                    ApiError::invalid(field, e.into_inner().to_string())
+                    ApiError::invalid(
+                        field,
+                        backup_core::in_api_words(&e.into_inner().to_string()),
+                    )
                 })?;
         match unknown.first() {
             Some(name) => Err(ApiError::invalid(

@@ -56,7 +56,7 @@ pub mod fuzzing {
 }
 pub use openapi::openapi;
 pub use routes::app;
-pub use scheduler::{TickSummary, scheduler_tick};
+pub use scheduler::{TickSummary, refresh_fleet_gauges, scheduler_tick};
 pub use state::AppState;
 
 /// Why the server could not start.

@@ -26,6 +26,16 @@ pub(crate) struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct LapseLabels {
     pub state: String,
 }
@@ -44,6 +54,10 @@ pub(crate) struct Metrics {
     pub tick_duration: Histogram,
     pub ticks_failed: Counter,
     pub last_tick_policies: Gauge<i64, AtomicI64>,
+    pub agents: Family<StatusLabels, Gauge<i64, AtomicI64>>,
+    pub enabled_policies: Gauge<i64, AtomicI64>,
+    pub oldest_success_age: Gauge<i64, AtomicI64>,
+    pub failed_permanently: Family<KindLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -118,8 +132,36 @@ impl Metrics {
             "Due policies evaluated in the last tick",
             last_tick_policies.clone(),
         );
+        let agents = Family::<StatusLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "agents",
+            "Agents by derived status (offline, backoff, saturated, online)",
+            agents.clone(),
+        );
+        let enabled_policies = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "enabled_policies",
+            "Enabled policies",
+            enabled_policies.clone(),
+        );
+        let oldest_success_age = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "oldest_success_age_seconds",
+            "Among enabled policies, seconds since the oldest last success (a policy that never succeeded counts from its creation)",
+            oldest_success_age.clone(),
+        );
+        let failed_permanently = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "tasks_failed_permanently",
+            "Tasks that failed permanently, by kind",
+            failed_permanently.clone(),
+        );
         Self {
             registry,
+            agents,
+            enabled_policies,
+            oldest_success_age,
+            failed_permanently,
             requests,
             request_duration,
             tasks_created,
@@ -131,6 +173,15 @@ impl Metrics {
             ticks_failed,
             last_tick_policies,
         }
+    }
+
+    /// Counts `n` tasks of `kind` that failed permanently.
+    pub(crate) fn count_failed_permanently(&self, kind: backup_core::TaskKind, n: u64) {
+        self.failed_permanently
+            .get_or_create(&KindLabels {
+                kind: kind.as_str().into(),
+            })
+            .inc_by(n);
     }
 
     /// The Prometheus text exposition.

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use backup_core::SkipReason;
+use backup_core::{SkipReason, TaskKind};
 use backup_store::{LapseReport, TickReport};
 use chrono::TimeDelta;
 use tokio::sync::watch;
 
 use crate::{
     ApiError, AppState,
-    metrics::{LapseLabels, ReasonLabels},
+    metrics::{LapseLabels, ReasonLabels, StatusLabels},
 };
 
 /// What one tick did.
@@ -63,6 +63,12 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
                 .inc_by(n);
         }
         metrics.retries_decided.inc_by(lapses.retried);
+        for kind in TaskKind::ALL {
+            let n = lapses.failed_permanently_by_kind.get(kind);
+            if n > 0 {
+                metrics.count_failed_permanently(kind, n);
+            }
+        }
         Some(lapses)
     } else {
         None
@@ -82,10 +88,41 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
     Ok(TickSummary { schedule, lapses })
 }
 
+/// Refreshes the fleet's gauges: agents by status, enabled policies, the oldest last success.
+///
+/// # Errors
+/// An [`ApiError`] when the database fails.
+pub async fn refresh_fleet_gauges(state: &AppState) -> Result<(), ApiError> {
+    let fleet = state.store().fleet_summary().await?;
+    let metrics = state.metrics();
+    for (status, n) in &fleet.agents {
+        metrics
+            .agents
+            .get_or_create(&StatusLabels {
+                status: status.as_str().into(),
+            })
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    metrics
+        .enabled_policies
+        .set(i64::try_from(fleet.enabled_policies).unwrap_or(i64::MAX));
+    let now = state.store().clock().now();
+    metrics.oldest_success_age.set(
+        fleet
+            .oldest_success
+            .map_or(0, |at| (now - at).num_seconds().max(0)),
+    );
+    Ok(())
+}
+
+/// How often the fleet's gauges are refreshed (a count over every agent: not at every tick).
+const FLEET_GAUGES_EVERY: Duration = Duration::from_secs(30);
+
 pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(u64::from(state.config().scheduler.tick_seconds.max(1)));
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gauges_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -94,6 +131,12 @@ pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = scheduler_tick(&state).await {
             state.metrics().ticks_failed.inc();
             tracing::warn!(error = ?e, "scheduler tick failed; trying again next tick");
+        }
+        if gauges_at.is_none_or(|at| at.elapsed() >= FLEET_GAUGES_EVERY) {
+            gauges_at = Some(tokio::time::Instant::now());
+            if let Err(e) = refresh_fleet_gauges(&state).await {
+                tracing::warn!(error = ?e, "cannot refresh the fleet's gauges");
+            }
         }
     }
 }

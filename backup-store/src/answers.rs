@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use backup_core::{AgentId, SkipReason, TaskView, TenantId};
+use backup_core::{AgentId, AgentStatus, PerKind, SkipReason, TaskView, TenantId};
 use chrono::{DateTime, Utc};
 
 /// An authenticated agent.
@@ -83,4 +83,18 @@ pub struct LapseReport {
     pub retried: u64,
     /// Of those, how many failed permanently.
     pub failed_permanently: u64,
+    /// The same, by task kind.
+    pub failed_permanently_by_kind: PerKind<u64>,
+}
+
+/// The fleet at a glance (the server's gauges).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetSummary {
+    /// Agents by derived status (every status present, 0 where none).
+    pub agents: BTreeMap<AgentStatus, u64>,
+    /// Enabled policies.
+    pub enabled_policies: u64,
+    /// Among enabled policies, the oldest last success (a policy that never succeeded counts
+    /// from its creation): how long the least protected one has gone unprotected.
+    pub oldest_success: Option<DateTime<Utc>>,
 }

@@ -69,7 +69,9 @@ use backup_core::{
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-pub use answers::{AgentPrincipal, LapseReport, ResultAnswer, TenantListing, TickReport};
+pub use answers::{
+    AgentPrincipal, FleetSummary, LapseReport, ResultAnswer, TenantListing, TickReport,
+};
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest};
 pub use error::{Result, StoreError};
 pub use filters::{BackupRunFilter, PolicyFilter, TaskFilter};
@@ -219,6 +221,14 @@ impl Store {
     /// [`StoreError::Validation`] for a bad name; [`StoreError::Unavailable`].
     pub async fn create_tenant(&self, name: &str) -> Result<TenantCreated> {
         on_backend!(self, p => p.create_tenant(&self.ctx, name))
+    }
+
+    /// The fleet at a glance: agents by status, the oldest last success of enabled policies.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn fleet_summary(&self) -> Result<FleetSummary> {
+        on_backend!(self, p => p.fleet_summary(&self.ctx))
     }
 
     /// Every tenant, oldest first (for the operator's CLI).

@@ -40,12 +40,22 @@ impl Pools {
     pub(crate) async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
+        let (host, port, database) = (
+            options.get_host().to_owned(),
+            options.get_port(),
+            options.get_database().unwrap_or("postgres").to_owned(),
+        );
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .acquire_slow_threshold(Duration::from_secs(2))
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot open the PostgreSQL database {database} at {host}:{port}: {e}"
+                ))
+            })?;
         Ok(Self { pool })
     }
 

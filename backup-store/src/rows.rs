@@ -224,11 +224,15 @@ pub(crate) struct PolicyRow {
     pub next_due_at: Option<Ts>,
     pub created_at: Ts,
     pub updated_at: Ts,
+    pub last_success_at: Option<Ts>,
+    pub last_run_at: Option<Ts>,
+    pub last_run_status: Option<String>,
 }
 
 pub(crate) const POLICY_COLUMNS: &str = "p.id, p.agent_id, p.name, p.kind, p.schedule_every, \
     p.schedule_cron, p.timezone, p.paths, p.excludes, p.repository, p.retention, \
-    p.max_task_retries, p.timeout_minutes, p.enabled, p.next_due_at, p.created_at, p.updated_at";
+    p.max_task_retries, p.timeout_minutes, p.enabled, p.next_due_at, p.created_at, p.updated_at, \
+    p.last_success_at, p.last_run_at, p.last_run_status";
 
 impl PolicyRow {
     /// Its key in the newest-first lists.
@@ -274,6 +278,13 @@ impl PolicyRow {
             next_due_at: self.next_due_at.map(Ts::get),
             created_at: self.created_at.get(),
             updated_at: self.updated_at.get(),
+            last_success_at: self.last_success_at.map(Ts::get),
+            last_run_at: self.last_run_at.map(Ts::get),
+            last_run_status: self
+                .last_run_status
+                .as_deref()
+                .map(|s| parse("run status", s))
+                .transpose()?,
         })
     }
 }

@@ -35,6 +35,12 @@ macro_rules! for_update {
 #[path = "ops/mod.rs"]
 mod ops;
 
+/// The error of a database that cannot be opened, naming it (the file's directory missing, no
+/// permission to create it...).
+fn cannot_open(url: &str, e: &sqlx::Error) -> StoreError {
+    StoreError::Unavailable(format!("cannot open the SQLite database {url}: {e}"))
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Pools {
     writer: Pool<Db>,
@@ -57,7 +63,8 @@ impl Pools {
                 .idle_timeout(None)
                 .max_lifetime(None)
                 .connect_with(base)
-                .await?;
+                .await
+                .map_err(|e| cannot_open(url, &e))?;
             return Ok(Self {
                 writer: pool.clone(),
                 reader: pool,
@@ -77,13 +84,15 @@ impl Pools {
             .acquire_timeout(Duration::from_secs(10))
             .acquire_slow_threshold(Duration::from_secs(10))
             .connect_with(tuned.clone())
-            .await?;
+            .await
+            .map_err(|e| cannot_open(url, &e))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .acquire_slow_threshold(Duration::from_secs(10))
             .connect_with(tuned.read_only(true))
-            .await?;
+            .await
+            .map_err(|e| cannot_open(url, &e))?;
         Ok(Self { writer, reader })
     }
 

@@ -252,9 +252,13 @@ fn task_run_and_policy_views() {
             next_due_at: Some(at("2026-01-02T02:00:00Z")),
             created_at: at("2026-01-01T00:00:00Z"),
             updated_at: at("2026-01-01T00:00:00Z"),
+            last_success_at: Some(at("2026-01-01T03:00:00Z")),
+            last_run_at: Some(at("2026-01-01T03:00:00Z")),
+            last_run_status: Some(backup_core::RunStatus::Succeeded),
         },
         "id, name, agentId, kind, schedule, paths, excludes, repository, retention, maxTaskRetries, \
-         timeoutMinutes, enabled, nextDueAt, createdAt, updatedAt",
+         timeoutMinutes, enabled, nextDueAt, createdAt, updatedAt, lastSuccessAt, lastRunAt, \
+         lastRunStatus",
     );
     assert_eq!(
         json["schedule"],

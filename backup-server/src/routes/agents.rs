@@ -30,7 +30,9 @@ pub(crate) async fn create_agent(
 ) -> Result<Response, ApiError> {
     check_name("name", &body.name)?;
     check_name("hostname", &body.hostname)?;
-    Ok(created(state.store().create_agent(tenant, &body).await?))
+    let agent = state.store().create_agent(tenant, &body).await?;
+    tracing::info!(%tenant, agent = %agent.agent.id, name = %agent.agent.name, "agent created");
+    Ok(created(agent))
 }
 
 /// The tenant's agents, newest first.
@@ -77,6 +79,7 @@ pub(crate) async fn delete_agent(
     ApiPath(id): ApiPath<AgentId>,
 ) -> Result<StatusCode, ApiError> {
     state.store().delete_agent(tenant, id).await?;
+    tracing::info!(%tenant, agent = %id, "agent deleted: its token revoked, its open tasks cancelled, its policies disabled");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -95,9 +98,16 @@ pub(crate) async fn patch_settings(
     ApiPath(id): ApiPath<AgentId>,
     TenantJson(patch): TenantJson<SettingsPatch>,
 ) -> Result<Json<Settings>, ApiError> {
-    Ok(Json(
-        state.store().patch_settings(tenant, id, &patch).await?,
-    ))
+    let settings = state.store().patch_settings(tenant, id, &patch).await?;
+    let changed = serde_json::to_value(patch)
+        .ok()
+        .and_then(|v| {
+            v.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+        })
+        .unwrap_or_default();
+    tracing::info!(%tenant, agent = %id, %changed, "settings patched");
+    Ok(Json(settings))
 }
 
 /// Rotates an agent's token; the old one stops working at once.
@@ -113,6 +123,7 @@ pub(crate) async fn rotate_agent_token(
     ApiPath(id): ApiPath<AgentId>,
 ) -> Result<Json<TokenIssued>, ApiError> {
     let token = state.store().rotate_agent_token(tenant, id).await?;
+    tracing::info!(%tenant, agent = %id, "agent token rotated");
     Ok(Json(TokenIssued { token }))
 }
 

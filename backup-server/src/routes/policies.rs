@@ -25,7 +25,9 @@ pub(crate) async fn create_policy(
     TenantAuth(tenant): TenantAuth,
     TenantJson(spec): TenantJson<PolicySpec>,
 ) -> Result<Response, ApiError> {
-    Ok(created(state.store().create_policy(tenant, &spec).await?))
+    let policy = state.store().create_policy(tenant, &spec).await?;
+    tracing::info!(%tenant, policy = %policy.id, name = %policy.spec.name, agent = %policy.spec.agent_id, kind = policy.spec.kind.as_str(), "policy created");
+    Ok(created(policy))
 }
 
 /// Filters of `GET /policies`.
@@ -93,7 +95,16 @@ pub(crate) async fn update_policy(
     ApiPath(id): ApiPath<PolicyId>,
     TenantJson(patch): TenantJson<PolicyPatch>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    Ok(Json(state.store().update_policy(tenant, id, &patch).await?))
+    let policy = state.store().update_policy(tenant, id, &patch).await?;
+    let changed = serde_json::to_value(&patch)
+        .ok()
+        .and_then(|v| {
+            v.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+        })
+        .unwrap_or_default();
+    tracing::info!(%tenant, policy = %id, %changed, "policy updated");
+    Ok(Json(policy))
 }
 
 /// Deletes a policy; its pending task is cancelled, claimed and running ones finish.
@@ -109,6 +120,7 @@ pub(crate) async fn delete_policy(
     ApiPath(id): ApiPath<PolicyId>,
 ) -> Result<StatusCode, ApiError> {
     state.store().delete_policy(tenant, id).await?;
+    tracing::info!(%tenant, policy = %id, "policy deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -129,5 +141,6 @@ pub(crate) async fn run_policy(
     ApiPath(id): ApiPath<PolicyId>,
 ) -> Result<Response, ApiError> {
     let task: TaskView = state.store().run_policy_now(tenant, id).await?;
+    tracing::info!(%tenant, policy = %id, task = %task.id, "run now: task queued");
     Ok(created(task))
 }

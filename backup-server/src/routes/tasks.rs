@@ -61,6 +61,11 @@ pub(crate) async fn report_result(
     if answer.retried {
         state.metrics().retries_decided.inc();
     }
+    if answer.task.failed_permanently && !answer.replayed {
+        state
+            .metrics()
+            .count_failed_permanently(answer.task.kind, 1);
+    }
     Ok(Json(answer.task))
 }
 
@@ -135,5 +140,7 @@ pub(crate) async fn cancel_task(
     TenantAuth(tenant): TenantAuth,
     ApiPath(id): ApiPath<TaskId>,
 ) -> Result<Json<TaskView>, ApiError> {
-    Ok(Json(state.store().cancel_task(tenant, id).await?))
+    let task = state.store().cancel_task(tenant, id).await?;
+    tracing::info!(%tenant, task = %id, "task cancelled");
+    Ok(Json(task))
 }

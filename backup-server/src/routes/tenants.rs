@@ -23,7 +23,9 @@ pub(crate) async fn create_tenant(
     TenantJson(body): TenantJson<CreateTenant>,
 ) -> Result<Response, ApiError> {
     check_name("name", &body.name)?;
-    Ok(created(state.store().create_tenant(&body.name).await?))
+    let tenant = state.store().create_tenant(&body.name).await?;
+    tracing::info!(tenant = %tenant.id, name = %tenant.name, "tenant created");
+    Ok(created(tenant))
 }
 
 /// Rotates the calling tenant's token; the old one stops working at once.
@@ -37,5 +39,6 @@ pub(crate) async fn rotate_tenant_token(
     TenantAuth(tenant): TenantAuth,
 ) -> Result<Json<TokenIssued>, ApiError> {
     let token = state.store().rotate_tenant_token(tenant).await?;
+    tracing::info!(%tenant, "tenant token rotated");
     Ok(Json(TokenIssued { token }))
 }

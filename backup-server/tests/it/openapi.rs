@@ -66,3 +66,54 @@ async fn the_document_lists_every_route_and_its_statuses() {
         }
     }
 }
+
+#[tokio::test]
+async fn descriptions_speak_the_apis_words_and_numbers_declare_their_ranges() {
+    let doc = serde_json::to_value(backup_server::openapi()).expect("json");
+    let mut texts = Vec::new();
+    collect_descriptions(&doc, &mut texts);
+    assert!(texts.len() > 100, "{}", texts.len());
+    for text in &texts {
+        for rust in ["[`", "`None`", "Some(", "Option<", "Self::", "::"] {
+            assert!(!text.contains(rust), "{rust:?} in the description {text:?}");
+        }
+    }
+    // A number whose description gives a range "(a-b" declares it as minimum and maximum.
+    for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+        for (field, property) in schema["properties"].as_object().into_iter().flatten() {
+            let description = property["description"].as_str().unwrap_or_default();
+            let numeric = property["type"].to_string().contains("integer");
+            let Some((low, high)) = range_in(description).filter(|_| numeric) else {
+                continue;
+            };
+            assert_eq!(
+                (property["minimum"].as_i64(), property["maximum"].as_i64()),
+                (Some(low), Some(high)),
+                "{name}.{field}: {description}"
+            );
+        }
+    }
+}
+
+fn collect_descriptions(value: &serde_json::Value, into: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                if let ("description" | "summary", Some(text)) = (key.as_str(), v.as_str()) {
+                    into.push(text.to_owned());
+                }
+                collect_descriptions(v, into);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_descriptions(v, into)),
+        _ => {}
+    }
+}
+
+/// The first "(low-high" of a description, if it has one.
+fn range_in(text: &str) -> Option<(i64, i64)> {
+    let start = text.find('(')? + 1;
+    let (low, rest) = text[start..].split_once('-')?;
+    let high: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((low.parse().ok()?, high.parse().ok()?))
+}

@@ -831,3 +831,45 @@ server_test!(
         assert_eq!((bad.status, bad.field()), (422, "source"), "{bad:?}");
     }
 );
+
+server_test!(error_messages_speak_the_apis_words, |h| async move {
+    let t = h.tenant("acme").await;
+    let auth = Auth::tenant(&t);
+    let agent = h.agent(&t, "db-1").await;
+    let settings = format!("/agents/{}/settings", agent.id);
+    let mut policy = backup_policy(agent.id);
+    policy["kind"] = json!("snapshot");
+    let cases = [
+        h.patch(&settings, &auth, json!({"maxConcurrentTasks": "four"}))
+            .await,
+        h.patch(&settings, &auth, json!({"cpuQuotaPercent": 12.5}))
+            .await,
+        h.patch(&settings, &auth, json!({"maxRetries": [1]})).await,
+        h.post("/policies", &auth, policy).await,
+        h.get("/tasks?limit=lots", &auth).await,
+    ];
+    for a in &cases {
+        let message = a.body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(a.status, 422, "{a:?}");
+        for rust in ["i64", "u32", "Option", "Some(", "struct", "at line", "`"] {
+            assert!(!message.contains(rust), "{rust:?} in {message:?}");
+        }
+    }
+    let text = |i: usize| {
+        cases[i].body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        text(0).contains("\"four\" (text)") && text(0).contains("a whole number"),
+        "{}",
+        text(0)
+    );
+    assert!(text(2).contains("a list"), "{}", text(2));
+    assert!(
+        text(3).contains("\"snapshot\" is not one of backup, check, prune"),
+        "{}",
+        text(3)
+    );
+});

@@ -213,3 +213,49 @@ server_test!(
         let _ = (p1, p2, start());
     }
 );
+
+server_test!(
+    the_fleet_gauges_count_agents_and_the_oldest_success,
+    |h| async move {
+        let t = h.tenant("acme").await;
+        let quiet = h.agent(&t, "quiet").await;
+        let busy = h.agent(&t, "busy").await;
+        h.online(&busy).await;
+        let p = h.policy(&t, backup_policy(busy.id)).await;
+        let _ = quiet;
+        h.advance_secs(120);
+        h.online(&busy).await;
+        backup_server::refresh_fleet_gauges(&h.state)
+            .await
+            .expect("gauges");
+        let text = h.metrics_text().await;
+        for line in [
+            "backup_server_agents{status=\"offline\"} 1",
+            "backup_server_agents{status=\"online\"} 1",
+            "backup_server_agents{status=\"backoff\"} 0",
+            "backup_server_enabled_policies 1",
+            // The policy never succeeded: it counts from its creation, two minutes ago.
+            "backup_server_oldest_success_age_seconds 120",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+        // A task that fails permanently is counted by kind.
+        let id = p["id"].as_str().expect("id");
+        let run = h
+            .post(&format!("/policies/{id}/run"), &Auth::tenant(&t), json!({}))
+            .await;
+        assert_eq!(run.status, 201, "{run:?}");
+        let task = h.claim(&busy, 1).await.remove(0);
+        let task_id = task["id"].as_str().expect("task");
+        let report = json!({"attempt": task["attempt"], "outcome": "failed", "errorKind": "permanent", "error": "wrong password"});
+        let a = h
+            .post(&format!("/tasks/{task_id}/result"), &busy.auth(), report)
+            .await;
+        assert_eq!(a.body["failedPermanently"], true, "{a:?}");
+        let text = h.metrics_text().await;
+        assert!(
+            text.contains("backup_server_tasks_failed_permanently_total{kind=\"backup\"} 1"),
+            "{text}"
+        );
+    }
+);

@@ -49,6 +49,7 @@ impl Pools {
                     .bind(error)
                     .execute(&mut *tx)
                     .await?;
+                    note_policy_run(&mut tx, task.policy_id, RunStatus::Failed, now).await?;
                     let settings = match settings_of.get(&task.agent_id) {
                         Some(s) => *s,
                         None => {
@@ -69,6 +70,9 @@ impl Pools {
                         .execute(&mut *tx)
                         .await?;
                         report.failed_permanently += 1;
+                        if let Ok(kind) = task.kind.parse::<TaskKind>() {
+                            *report.failed_permanently_by_kind.get_mut(kind) += 1;
+                        }
                     }
                     report.lost += 1;
                 }

@@ -12,6 +12,7 @@
 
 mod agents;
 mod claim;
+mod fleet;
 mod heartbeat;
 mod leases;
 mod policies;
@@ -22,14 +23,15 @@ mod tenants;
 
 use agents::{agent_settings, ensure_tenant_agent, store_settings};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use backup_core::{
-    AgentCreated, AgentId, AgentView, AttemptOutcome, AttemptReport, BackupRunView, ClaimAnswer,
-    ClaimRequest, ClaimedTask, CreateAgent, DispatchInputs, ErrorClass, ExponentialBackoff,
-    Heartbeat, HeartbeatAnswer, Page, PolicyId, PolicyPatch, PolicySpec, PolicyView,
-    RepositoryBackoffView, RetryBudget, RetryDecision, RunStatus, Schedule, Settings,
-    SettingsPatch, SettingsSource, TaskId, TaskKind, TaskStatus, TaskView, TenantCreated, TenantId,
+    AgentCreated, AgentId, AgentStatus, AgentView, AttemptOutcome, AttemptReport, BackupRunView,
+    ClaimAnswer, ClaimRequest, ClaimedTask, CreateAgent, DispatchInputs, ErrorClass,
+    ExponentialBackoff, Heartbeat, HeartbeatAnswer, Page, PolicyId, PolicyPatch, PolicySpec,
+    PolicyView, RepositoryBackoffView, RetryBudget, RetryDecision, RunStatus, Schedule, Settings,
+    SettingsPatch, SettingsSource, StatusInputs, TaskId, TaskKind, TaskStatus, TaskView,
+    TenantCreated, TenantId,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{Arguments, AssertSqlSafe, Row};
@@ -37,8 +39,8 @@ use uuid::Uuid;
 
 use super::{Db, Pools};
 use crate::{
-    AgentPrincipal, BackupRunFilter, Ctx, LapseReport, PageRequest, PolicyFilter, Result,
-    ResultAnswer, StoreError, TaskFilter, TenantListing, TickReport,
+    AgentPrincipal, BackupRunFilter, Ctx, FleetSummary, LapseReport, PageRequest, PolicyFilter,
+    Result, ResultAnswer, StoreError, TaskFilter, TenantListing, TickReport,
     cursor::Cursor,
     rows::{
         AgentRow, POLICY_COLUMNS, PolicyRow, RUN_COLUMNS, RunRow, SettingsRow, TASK_COLUMNS,
@@ -196,4 +198,22 @@ impl Pools {
         sqlx::query("SELECT 1").execute(self.read()).await?;
         Ok(())
     }
+}
+
+/// Keeps a policy's last run and last success with it: `status` finished at `at` (a run older
+/// than the one recorded, a late result, changes nothing).
+async fn note_policy_run(tx: &mut Tx, policy: Uuid, status: RunStatus, at: Ts) -> Result<()> {
+    let success = matches!(status, RunStatus::Succeeded | RunStatus::Partial);
+    sqlx::query(
+        "UPDATE policies SET last_run_at = $2, last_run_status = $3, \
+         last_success_at = CASE WHEN $4 THEN $2 ELSE last_success_at END \
+         WHERE id = $1 AND (last_run_at IS NULL OR last_run_at <= $2)",
+    )
+    .bind(policy)
+    .bind(at)
+    .bind(status.as_str())
+    .bind(success)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

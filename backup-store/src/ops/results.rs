@@ -281,5 +281,12 @@ async fn write_run(tx: &mut Tx, received: &Received<'_>, closing: Closing<'_>) -
     .bind(answer.is_none())
     .execute(&mut **tx)
     .await?;
+    if matches!(
+        status,
+        RunStatus::Succeeded | RunStatus::Partial | RunStatus::Failed
+    ) {
+        let at = report.finished_at.map_or(now, Ts::new);
+        note_policy_run(tx, task.policy_id, status, at).await?;
+    }
     Ok(())
 }

@@ -600,3 +600,63 @@ store_test!(
         assert_eq!(env.claim_all(agent).await.len(), 1);
     }
 );
+
+store_test!(
+    a_policy_keeps_its_last_run_and_last_success,
+    |env| async move {
+        let (tenant, agent, task, attempt) = one_started_task(&env, Some(3)).await;
+        let policy_of = |env: &Env| {
+            let store = env.store.clone();
+            async move {
+                let task = store.get_task(tenant, task).await.expect("task");
+                store
+                    .get_policy(tenant, task.policy_id)
+                    .await
+                    .expect("policy")
+            }
+        };
+        let fresh = policy_of(&env).await;
+        assert_eq!(
+            (
+                fresh.last_success_at,
+                fresh.last_run_at,
+                fresh.last_run_status
+            ),
+            (None, None, None)
+        );
+        let finished: chrono::DateTime<chrono::Utc> = "2026-03-01T00:05:00Z".parse().expect("time");
+        let mut ok = AttemptReport::new(attempt, AttemptOutcome::Succeeded);
+        ok.finished_at = Some(finished);
+        accepted(&env, agent, task, &ok).await;
+        let after = policy_of(&env).await;
+        assert_eq!(
+            (
+                after.last_success_at,
+                after.last_run_at,
+                after.last_run_status
+            ),
+            (Some(finished), Some(finished), Some(RunStatus::Succeeded))
+        );
+        // A failure of a later run moves the last run, not the last success.
+        env.advance_secs(1);
+        let again = env
+            .store
+            .run_policy_now(tenant, after.id)
+            .await
+            .expect("run now");
+        let attempt = claim_start(&env, agent).await;
+        let mut failure = failed(attempt, Some(ErrorClass::Permanent));
+        let later = finished + TimeDelta::minutes(10);
+        failure.finished_at = Some(later);
+        accepted(&env, agent, again.id, &failure).await;
+        let after = policy_of(&env).await;
+        assert_eq!(
+            (
+                after.last_success_at,
+                after.last_run_at,
+                after.last_run_status
+            ),
+            (Some(finished), Some(later), Some(RunStatus::Failed))
+        );
+    }
+);
