@@ -126,38 +126,62 @@ const SECONDS_PER_DAY: Range = Range {
 /// Every scalar key the environment may set, with its kind and range (`repositories` stays in
 /// the file: named maps with secrets beside them).
 const OWN_KEYS: &[Key] = &[
-    Key::new(&["orchestratorUrl"], Kind::Text),
-    Key::new(&["pollingIntervalSeconds"], Kind::Number(SECONDS_PER_DAY)),
-    Key::new(&["heartbeatIntervalSeconds"], Kind::Number(SECONDS_PER_DAY)),
-    Key::new(&["agentId"], Kind::Text),
-    Key::new(&["token"], Kind::Text),
-    Key::new(&["tokenFile"], Kind::Text),
-    Key::new(&["stateDir"], Kind::Text),
-    Key::new(&["resticBinary"], Kind::Text),
-    Key::new(&["metricsListen"], Kind::Text),
+    Key::new(&["orchestratorUrl"], Kind::Text)
+    .doc("The server's base URL (`http://` or `https://`)."),
+    Key::new(&["pollingIntervalSeconds"], Kind::Number(SECONDS_PER_DAY))
+    .doc("Seconds between claims for new tasks."),
+    Key::new(&["heartbeatIntervalSeconds"], Kind::Number(SECONDS_PER_DAY))
+    .doc("Seconds between heartbeats (settings and cancellations reach the agent with them)."),
+    Key::new(&["agentId"], Kind::Text)
+    .doc("The id `POST /agents` answered."),
+    Key::new(&["token"], Kind::Text)
+    .doc("The agent token `POST /agents` showed once (or use `tokenFile`)."),
+    Key::new(&["tokenFile"], Kind::Text)
+    .doc("A file holding the token; read again on a 401 and on SIGHUP (token rotation without a restart)."),
+    Key::new(&["stateDir"], Kind::Text)
+    .doc("Where the state file, restic's cache and `diagnostics.json` live."),
+    Key::new(&["resticBinary"], Kind::Text)
+    .doc("The restic binary (a name on `PATH`, or a path)."),
+    Key::new(&["metricsListen"], Kind::Text)
+    .doc("Address for `/metrics` and `/diagnostics` (off when absent), e.g. `127.0.0.1:9184`."),
     Key::new(
         &["taskTimeoutMinutes"],
         Kind::Number(Range {
             min: 1,
             max: 10_080,
         }),
-    ),
+    )
+    .doc("Per-attempt limit when the policy sets none; then SIGINT, the grace, SIGKILL."),
     Key::new(
         &["stopGraceSeconds"],
         Kind::Number(Range { min: 1, max: 3600 }),
-    ),
+    )
+    .doc("Seconds between SIGINT and SIGKILL when restic is stopped (time to remove its lock)."),
 ];
 
 /// The agent's own keys, then one per setting (its proposals), with the ranges of
 /// [`SETTING_FIELDS`]: the ones the server validates with.
 static KEYS: LazyLock<Vec<Key>> = LazyLock::new(|| {
-    let settings = SETTING_FIELDS.iter().map(|(name, _, range)| {
+    let defaults = serde_json::to_value(backup_core::Settings::default()).unwrap_or_default();
+    let settings = SETTING_FIELDS.iter().map(|(name, label, range)| {
         let path: &'static [&'static str] = std::slice::from_ref(name);
-        if *name == "bandwidthLimitMbps" {
+        let key = if *name == "bandwidthLimitMbps" {
             Key::new(path, Kind::NullableNumber(*range))
         } else {
             Key::new(path, Kind::Number(*range))
-        }
+        };
+        let start = defaults.get(*name).map_or_else(String::new, |v| match v {
+            serde_json::Value::Null => "unlimited".to_owned(),
+            v => v.to_string(),
+        });
+        // Made once, for the life of the process.
+        let doc: &'static str = Box::leak(
+            format!(
+                "{label}, proposed to the server: adopted until someone PATCHes the agent (settingsSource api). A new agent starts with {start}."
+            )
+            .into_boxed_str(),
+        );
+        key.doc(doc)
     });
     OWN_KEYS.iter().copied().chain(settings).collect()
 });

@@ -30,19 +30,32 @@ pub enum Kind {
     NullableNumber(Range),
 }
 
-/// A key the environment may set: its path of YAML names, and its kind.
+/// A key the environment may set: its path of YAML names, its kind, and what it is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key {
     /// The YAML names from the top (`["scheduler", "tickSeconds"]`).
     pub path: &'static [&'static str],
     /// How it is read.
     pub kind: Kind,
+    /// What it is for, for the configuration reference.
+    pub doc: &'static str,
 }
 
 impl Key {
     /// A key.
     pub const fn new(path: &'static [&'static str], kind: Kind) -> Self {
-        Self { path, kind }
+        Self {
+            path,
+            kind,
+            doc: "",
+        }
+    }
+
+    /// The key with what it is for.
+    #[must_use]
+    pub const fn doc(mut self, doc: &'static str) -> Self {
+        self.doc = doc;
+        self
     }
 
     /// `scheduler.tickSeconds`.
@@ -101,6 +114,14 @@ pub trait Configuration: DeserializeOwned {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         Self::finish(Self::loader().load(file, env)?)
+    }
+
+    /// This configuration's reference (see [`Loader::reference`]), with its defaults.
+    fn reference() -> String
+    where
+        Self: Default + serde::Serialize,
+    {
+        Self::loader().reference(&serde_json::to_value(Self::default()).unwrap_or_default())
     }
 
     /// As [`Configuration::load_from`], with the file's text given (`source` names it).
@@ -177,6 +198,39 @@ impl Loader {
     /// The keys the environment may set.
     pub fn keys(&self) -> &'static [Key] {
         self.keys
+    }
+
+    /// The configuration reference of these keys as a Markdown table: key, environment
+    /// variable, default (read from `defaults`, the type's `Default` as JSON), allowed values,
+    /// and what the key is for.
+    pub fn reference(&self, defaults: &Value) -> String {
+        let mut out = String::from(
+            "| key | environment | default | allowed | what |\n|---|---|---|---|---|\n",
+        );
+        for key in self.keys {
+            let mut node = Some(defaults);
+            for name in key.path {
+                node = node.and_then(|n| n.get(name));
+            }
+            let default = match node {
+                None | Some(Value::Null) => "none".to_owned(),
+                Some(Value::String(s)) => format!("`{s}`"),
+                Some(other) => format!("`{other}`"),
+            };
+            let allowed = match key.kind {
+                Kind::Text => "text".to_owned(),
+                Kind::Flag => "true, false".to_owned(),
+                Kind::Number(range) => range.to_string(),
+                Kind::NullableNumber(range) => format!("{range}, or null (unlimited)"),
+            };
+            out.push_str(&format!(
+                "| `{}` | `{}` | {default} | {allowed} | {} |\n",
+                key.dotted(),
+                self.env_name(key.path),
+                key.doc
+            ));
+        }
+        out
     }
 
     /// Loads `file` (if any), applies the environment (`env` looks a variable up), fills the

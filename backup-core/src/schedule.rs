@@ -68,11 +68,11 @@ pub enum Schedule {
 
 /// The five fields of a cron expression, with what each accepts.
 const CRON_FIELDS: [(&str, &str); 5] = [
-    ("minute", "0-59"),
-    ("hour", "0-23"),
-    ("day-of-month", "1-31"),
-    ("month", "1-12 or JAN-DEC"),
-    ("day-of-week", "0-7 or SUN-SAT"),
+    ("minute", "a minute of 0-59"),
+    ("hour", "an hour of 0-23"),
+    ("day-of-month", "a day of the month of 1-31"),
+    ("month", "a month of 1-12 or JAN-DEC"),
+    ("day-of-week", "a day of the week of 0-7 or SUN-SAT"),
 ];
 
 fn parse_cron(expr: &str) -> Result<Cron, croner::errors::CronError> {
@@ -94,7 +94,7 @@ fn cron_error(expr: &str, whole: &croner::errors::CronError) -> Error {
             return Error::invalid(
                 "schedule.cron",
                 format!("{expr} (the {name} field, {:?})", fields[i]),
-                format!("a {name} of {accepts}, a list (1,15), a range (1-5), a step (*/10) or *"),
+                format!("{accepts}, a list (1,15), a range (1-5), a step (*/10) or *"),
             );
         }
     }

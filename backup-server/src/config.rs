@@ -113,43 +113,56 @@ const SECONDS: Range = Range {
 
 /// Every key, as a path of YAML names, with its kind and range.
 const KEYS: &[Key] = &[
-    Key::new(&["listen"], Kind::Text),
-    Key::new(&["database"], Kind::Text),
-    Key::new(&["adminToken"], Kind::Text),
-    Key::new(&["scheduler", "tickSeconds"], Kind::Number(SECONDS)),
+    Key::new(&["listen"], Kind::Text)
+    .doc("Address to listen on."),
+    Key::new(&["database"], Kind::Text)
+    .doc("`sqlite://path.db` (created if missing) or `postgres://user:password@host/db`."),
+    Key::new(&["adminToken"], Kind::Text)
+    .doc("Token for `POST /tenants` (16+ characters); without one, make tenants with `backup-server tenant create`."),
+    Key::new(&["scheduler", "tickSeconds"], Kind::Number(SECONDS))
+    .doc("Seconds between scheduler ticks."),
     Key::new(
         &["scheduler", "agentQueueThreshold"],
         Kind::Number(Range {
             min: 0,
             max: 1_000_000,
         }),
-    ),
-    Key::new(&["scheduler", "respectAgentBackoff"], Kind::Flag),
-    Key::new(&["scheduler", "leaseSeconds"], Kind::Number(SECONDS)),
-    Key::new(&["scheduler", "offlineAfterSeconds"], Kind::Number(SECONDS)),
+    )
+    .doc("Queue depth above which an agent is saturated and gets no new scheduled tasks."),
+    Key::new(&["scheduler", "respectAgentBackoff"], Kind::Flag)
+    .doc("Leave due policies due while their repository (or agent) is in backoff."),
+    Key::new(&["scheduler", "leaseSeconds"], Kind::Number(SECONDS))
+    .doc("How long a claim or a heartbeat keeps a task leased (a lapsed claim returns to pending; a lapsed run is an attempt lost)."),
+    Key::new(&["scheduler", "offlineAfterSeconds"], Kind::Number(SECONDS))
+    .doc("Silence after which an agent counts as offline."),
     Key::new(
         &["limits", "requestTimeoutSeconds"],
         Kind::Number(Range { min: 1, max: 3600 }),
-    ),
+    )
+    .doc("Seconds a request may take before it is answered 408."),
     Key::new(
         &["limits", "agentRequestsPerSecond"],
         Kind::Number(Range {
             min: 0,
             max: 1_000_000,
         }),
-    ),
+    )
+    .doc("Requests per second one agent token may make (bursts of twice that; 0 switches the limit off); over it: 429 with Retry-After."),
     Key::new(
         &["limits", "headerReadTimeoutSeconds"],
         Kind::Number(Range { min: 1, max: 3600 }),
-    ),
+    )
+    .doc("Seconds a connection may take to send a request's headers, and an idle keep-alive connection may stay open (slow-client protection; keep it above the agent's 5 s idle pool)."),
     Key::new(
         &["limits", "maxConnections"],
         Kind::Number(Range {
             min: 1,
             max: 1_000_000,
         }),
-    ),
-    Key::new(&["ui", "sessionSecret"], Kind::Text),
+    )
+    .doc("Connections served at once; further clients wait in the listen backlog."),
+    Key::new(&["ui", "sessionSecret"], Kind::Text)
+    .doc("Signs the dashboard's session cookies (32+ characters); the same on every replica, or sessions end with the process."),
 ];
 
 /// The server's loader: `BACKUP_SERVER_` + the key path, nested keys joined by `__`.

@@ -22,6 +22,12 @@ pub struct ApiError {
     retry_after: Option<u64>,
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl ApiError {
     /// An error with `code` and a message for people.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {

@@ -80,12 +80,23 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
         tracing::info!(
             created = schedule.created,
             missed_slots = schedule.missed_slots,
-            skipped = ?schedule.skipped,
-            lapses = ?lapses,
+            skipped = %skipped_words(&schedule),
+            returned = lapses.map_or(0, |l| l.returned),
+            lost = lapses.map_or(0, |l| l.lost),
             "scheduler tick"
         );
     }
     Ok(TickSummary { schedule, lapses })
+}
+
+/// `offline: 3, saturated: 1`: the skip reasons of a tick, for the log.
+fn skipped_words(schedule: &TickReport) -> String {
+    schedule
+        .skipped
+        .iter()
+        .map(|(reason, n)| format!("{}: {n}", reason.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Refreshes the fleet's gauges: agents by status, enabled policies, the oldest last success.
@@ -130,12 +141,12 @@ pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = scheduler_tick(&state).await {
             state.metrics().ticks_failed.inc();
-            tracing::warn!(error = ?e, "scheduler tick failed; trying again next tick");
+            tracing::warn!(error = %e, "scheduler tick failed; trying again next tick");
         }
         if gauges_at.is_none_or(|at| at.elapsed() >= FLEET_GAUGES_EVERY) {
             gauges_at = Some(tokio::time::Instant::now());
             if let Err(e) = refresh_fleet_gauges(&state).await {
-                tracing::warn!(error = ?e, "cannot refresh the fleet's gauges");
+                tracing::warn!(error = %e, "cannot refresh the fleet's gauges");
             }
         }
     }

@@ -133,7 +133,7 @@ impl Agent {
             changed
         };
         if changed {
-            tracing::info!(settings = ?answer.settings, "applying new settings");
+            tracing::info!(settings = %serde_json::to_string(&answer.settings).unwrap_or_default(), "applying new settings");
             self.inner
                 .gate
                 .set_limits(GateLimits::from(&answer.settings));

@@ -242,10 +242,10 @@ impl Agent {
         let config = &self.inner.config;
         tracing::info!(
             server = %redact_url(&config.orchestrator_url),
-            agent = config.agent_id.as_deref().unwrap_or("(enrolling)"),
+            agent = %config.agent_id.as_deref().unwrap_or("(enrolling)"),
             state_dir = %config.state_dir.display(),
             restic = %self.inner.restic_version.map(|v| v.to_string()).unwrap_or_default(),
-            version = AGENT_VERSION,
+            version = %AGENT_VERSION,
             "backup-agent running"
         );
         let mut loops = JoinSet::new();

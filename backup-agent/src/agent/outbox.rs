@@ -148,14 +148,14 @@ impl Agent {
         if report.outcome == AttemptOutcome::Failed && view.status == TaskStatus::Pending {
             self.inner.metrics.retries_total.inc();
             self.persist_lazily(|s| s.state.counters.retries_total += 1);
-            tracing::info!(task = %view.id, retry = view.retry_count, of = view.max_retries, next_retry_at = ?view.next_retry_at, "the server will retry the task");
+            tracing::info!(task = %view.id, retry = view.retry_count, of = view.max_retries, next_retry_at = %view.next_retry_at.map_or_else(|| "now".to_owned(), |t| t.to_rfc3339()), "the server will retry the task");
         }
         if view.failed_permanently
             && view.permanent_reason == Some(PermanentReason::RetriesExhausted)
         {
-            tracing::error!(task = %view.id, last_error = ?view.last_error, "Retry exhausted for task {}", view.id);
+            tracing::error!(task = %view.id, last_error = view.last_error.as_deref().unwrap_or(""), "Retry exhausted for task {}", view.id);
         } else if view.failed_permanently {
-            tracing::error!(task = %view.id, last_error = ?view.last_error, "the task failed permanently");
+            tracing::error!(task = %view.id, last_error = view.last_error.as_deref().unwrap_or(""), "the task failed permanently");
         }
     }
 }

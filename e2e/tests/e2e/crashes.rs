@@ -77,6 +77,17 @@ e2e_test!(kill_9_of_the_server_under_load, |world| async move {
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(w.process.stop());
+    let log = w.process.log();
+    for recovery in ["heartbeat OK after", "results from the outbox"] {
+        assert!(
+            log.contains(recovery),
+            "the agent logs its recovery ({recovery:?})"
+        );
+    }
+    assert!(
+        log.contains("cannot reach the server at 127.0.0.1:"),
+        "the failure names the server"
+    );
     let tasks = w.api.all("/tasks").await;
     let runs = w.api.all("/backup-runs").await;
     let mut per_attempt: BTreeMap<(String, u64), usize> = BTreeMap::new();

@@ -429,6 +429,11 @@ impl AgentProc {
         }
     }
 
+    /// Its process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The agent's diagnostics.json.
     pub(crate) fn diagnostics(&self) -> Value {
         std::fs::read(self.state_dir.join("diagnostics.json"))

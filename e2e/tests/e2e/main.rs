@@ -9,6 +9,8 @@ mod concurrency;
 mod crash_state;
 mod crashes;
 mod metrics;
+mod operator;
+mod reference;
 mod replicas;
 mod secrets;
 mod snapshots;
