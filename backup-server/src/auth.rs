@@ -1,13 +1,55 @@
 //! Who is calling: a tenant (`X-Tenant-ID` + its bearer token), an agent (its bearer token) or
 //! the admin (the configured `adminToken`). Tokens are compared as hashes in constant time by
-//! the store and are never logged.
+//! the store and are never logged. A client address whose wrong tokens used up its allowance
+//! (`limits.authFailuresPerMinute`) is answered 429 before any lookup.
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts},
+    http::request::Parts,
+};
 use backup_core::{AgentId, TenantId};
 use backup_store::AgentPrincipal;
 use subtle::ConstantTimeEq;
 
 use crate::{ApiError, AppState};
+
+/// The client's address, when the request came over a socket (not through the router in
+/// process). `X-Forwarded-For` is not trusted: anyone can send it.
+pub(crate) fn client_address(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// The client's address as an extractor (for the dashboard's login form).
+pub(crate) struct ClientAddress(pub(crate) Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(parts)))
+    }
+}
+
+/// Runs `lookup` unless the address is over its failure allowance; a `false` or `None` answer
+/// counts as a failure.
+async fn guarded<T>(
+    parts: &Parts,
+    state: &AppState,
+    lookup: impl std::future::Future<Output = Result<Option<T>, ApiError>>,
+) -> Result<Option<T>, ApiError> {
+    let address = client_address(parts);
+    state.admit_address(address)?;
+    let found = lookup.await?;
+    if found.is_none() {
+        state.auth_failed(address);
+    }
+    Ok(found)
+}
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let header = parts
@@ -45,11 +87,14 @@ impl FromRequestParts<AppState> for TenantAuth {
             .ok()
             .and_then(|v| v.trim().parse::<TenantId>().ok())
             .ok_or_else(|| ApiError::unauthorized("malformed X-Tenant-ID; want a UUID"))?;
-        if state.store().tenant_token_matches(tenant, token).await? {
-            Ok(TenantAuth(tenant))
-        } else {
-            Err(ApiError::unauthorized("wrong tenant or token"))
-        }
+        let lookup = async {
+            let matches = state.store().tenant_token_matches(tenant, token).await?;
+            Ok(matches.then_some(()))
+        };
+        guarded(parts, state, lookup)
+            .await?
+            .map(|()| TenantAuth(tenant))
+            .ok_or_else(|| ApiError::unauthorized("wrong tenant or token"))
     }
 }
 
@@ -69,9 +114,8 @@ impl FromRequestParts<AppState> for AgentAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let principal = state
-            .store()
-            .authenticate_agent(token)
+        let lookup = async { Ok(state.store().authenticate_agent(token).await?) };
+        let principal = guarded(parts, state, lookup)
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked agent token"))?;
         state.admit_agent(principal.agent_id)?;
@@ -93,10 +137,11 @@ impl FromRequestParts<AppState> for AdminAuth {
             ));
         };
         let token = bearer(parts)?;
-        if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) {
-            Ok(AdminAuth)
-        } else {
-            Err(ApiError::unauthorized("wrong admin token"))
-        }
+        let lookup =
+            async { Ok(bool::from(token.as_bytes().ct_eq(expected.as_bytes())).then_some(())) };
+        guarded(parts, state, lookup)
+            .await?
+            .map(|()| AdminAuth)
+            .ok_or_else(|| ApiError::unauthorized("wrong admin token"))
     }
 }

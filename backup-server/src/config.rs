@@ -43,8 +43,9 @@ impl Default for ServerConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct UiConfig {
-    /// Signs session cookies; set the same value on every replica (at least 32 characters).
-    /// Without it a random key is made at start and sessions end with the process.
+    /// No longer used: dashboard sessions are kept in the database, so they work across
+    /// replicas and restarts without a shared secret. Accepted so that existing files load
+    /// (the server warns at start).
     pub session_secret: Option<String>,
 }
 
@@ -90,6 +91,10 @@ pub struct LimitsConfig {
     pub header_read_timeout_seconds: u32,
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: u32,
+    /// Failed authentications one client address may make per minute (as a burst, then
+    /// refilled evenly); past it, requests with a token are answered 429 without a database
+    /// read. 0 disables.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -99,6 +104,7 @@ impl Default for LimitsConfig {
             agent_requests_per_second: 20,
             header_read_timeout_seconds: 10,
             max_connections: 10_000,
+            auth_failures_per_minute: 60,
         }
     }
 }
@@ -161,8 +167,16 @@ const KEYS: &[Key] = &[
         }),
     )
     .doc("Connections served at once; further clients wait in the listen backlog."),
+    Key::new(
+        &["limits", "authFailuresPerMinute"],
+        Kind::Number(Range {
+            min: 0,
+            max: 1_000_000,
+        }),
+    )
+    .doc("Failed authentications (wrong token, any kind) one client address may make per minute, as a burst refilled evenly; past it, requests with a token get 429 with Retry-After and cost no database read. 0 switches it off. Behind a proxy every client shares the proxy's address."),
     Key::new(&["ui", "sessionSecret"], Kind::Text)
-    .doc("Signs the dashboard's session cookies (32+ characters); the same on every replica, or sessions end with the process."),
+    .doc("No longer used (dashboard sessions are kept in the database, shared by replicas); accepted with a warning so that older files load."),
 ];
 
 /// The server's loader: `BACKUP_SERVER_` + the key path, nested keys joined by `__`.
@@ -201,17 +215,6 @@ impl ServerConfig {
                 "database: {:?} is not a sqlite:// or postgres:// URL (from {})",
                 self.database,
                 from("database")
-            )));
-        }
-        if self
-            .ui
-            .session_secret
-            .as_deref()
-            .is_some_and(|t| t.len() < 32)
-        {
-            return Err(ConfigError(format!(
-                "ui.sessionSecret: too short; use at least 32 characters (from {})",
-                from("ui.sessionSecret")
             )));
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {

@@ -28,6 +28,7 @@ mod config;
 mod error;
 mod extract;
 mod http;
+mod limiter;
 mod metrics;
 mod openapi;
 mod routes;
@@ -120,6 +121,11 @@ impl Server {
             addr: config.listen.clone(),
             source,
         })?;
+        if config.ui.session_secret.is_some() {
+            tracing::warn!(
+                "ui.sessionSecret is no longer used: dashboard sessions are kept in the database; remove it from the configuration"
+            );
+        }
         let state = AppState::new(store, config);
         let (stop, stopped) = watch::channel(false);
         let scheduler = tokio::spawn(scheduler::run(state.clone(), stopped.clone()));

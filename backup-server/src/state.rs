@@ -1,16 +1,15 @@
-//! What every handler shares: the store, the configuration, the metrics, the rate limiter.
+//! What every handler shares: the store, the configuration, the metrics, the rate limiters.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+use std::{net::IpAddr, sync::Arc};
+
+use crate::{
+    ApiError, ServerConfig,
+    limiter::{Buckets, Rate},
+    metrics::Metrics,
 };
-
 use backup_core::AgentId;
 use backup_store::Store;
 use chrono::{DateTime, Utc};
-use tokio::time::Instant;
-
-use crate::{ApiError, ServerConfig, metrics::Metrics, ui::SessionKey};
 
 /// The server's shared state; cheap to clone.
 #[derive(Clone, Debug)]
@@ -24,30 +23,22 @@ struct Inner {
     config: ServerConfig,
     metrics: Metrics,
     started_at: DateTime<Utc>,
-    buckets: Mutex<HashMap<AgentId, Bucket>>,
-    session_key: SessionKey,
-}
-
-/// A token bucket: `rate` tokens a second, up to `2 * rate`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+    agent_requests: Buckets<AgentId>,
+    auth_failures: Buckets<IpAddr>,
 }
 
 impl AppState {
     /// State over an open store. The scheduler counts its lease grace from now.
     pub fn new(store: Store, config: ServerConfig) -> Self {
         let started_at = store.clock().now();
-        let session_key = SessionKey::new(config.ui.session_secret.as_deref());
         Self {
             inner: Arc::new(Inner {
                 store,
                 config,
                 metrics: Metrics::new(),
                 started_at,
-                buckets: Mutex::new(HashMap::new()),
-                session_key,
+                agent_requests: Buckets::default(),
+                auth_failures: Buckets::default(),
             }),
         }
     }
@@ -60,10 +51,6 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
-    }
-
-    pub(crate) fn session_key(&self) -> &SessionKey {
-        &self.inner.session_key
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -82,30 +69,45 @@ impl AppState {
 
     /// Takes one request token of `agent`'s bucket, or answers 429 with the wait.
     pub(crate) fn admit_agent(&self, agent: AgentId) -> Result<(), ApiError> {
-        let rate = f64::from(self.inner.config.limits.agent_requests_per_second);
-        if rate <= 0.0 {
+        let per_second = f64::from(self.inner.config.limits.agent_requests_per_second);
+        if per_second <= 0.0 {
             return Ok(());
         }
-        let burst = 2.0 * rate;
-        let now = Instant::now();
-        let mut buckets = self.inner.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
-            // Forget idle buckets (full again by now) so the map cannot grow without bound.
-            buckets.retain(|_, b| now.duration_since(b.at).as_secs_f64() * rate < burst);
+        let rate = Rate {
+            per_second,
+            burst: 2.0 * per_second,
+        };
+        self.inner
+            .agent_requests
+            .take(agent, rate)
+            .map_err(ApiError::rate_limited)
+    }
+
+    fn failure_rate(&self) -> Option<Rate> {
+        let per_minute = f64::from(self.inner.config.limits.auth_failures_per_minute);
+        (per_minute > 0.0).then_some(Rate {
+            per_second: per_minute / 60.0,
+            burst: per_minute,
+        })
+    }
+
+    /// Before a token is looked up: an address whose failed authentications used up its
+    /// allowance is answered 429 at once, so a flood of bad tokens costs no database read.
+    pub(crate) fn admit_address(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
+        match (address, self.failure_rate()) {
+            (Some(address), Some(rate)) => self
+                .inner
+                .auth_failures
+                .check(address, rate)
+                .map_err(ApiError::rate_limited),
+            _ => Ok(()),
         }
-        let bucket = buckets.entry(agent).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * rate;
-        bucket.tokens = (bucket.tokens + refill).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - bucket.tokens) / rate).ceil().max(1.0);
-            Err(ApiError::rate_limited(wait as u64))
+    }
+
+    /// A token was wrong: counts against the address's allowance.
+    pub(crate) fn auth_failed(&self, address: Option<IpAddr>) {
+        if let (Some(address), Some(rate)) = (address, self.failure_rate()) {
+            self.inner.auth_failures.spend(address, rate);
         }
     }
 }

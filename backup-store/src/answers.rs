@@ -98,3 +98,27 @@ pub struct FleetSummary {
     /// from its creation): how long the least protected one has gone unprotected.
     pub oldest_success: Option<DateTime<Utc>>,
 }
+
+/// A dashboard session. Its `id` is what the cookie carries (the store keeps only its hash);
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UiSession {
+    /// The cookie's value.
+    pub id: String,
+    /// The tenant logged in.
+    pub tenant: TenantId,
+    /// The CSRF token every form of the session carries.
+    pub csrf: String,
+    /// When it ends, whatever happens.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for UiSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiSession")
+            .field("id", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -70,7 +70,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 pub use answers::{
-    AgentPrincipal, FleetSummary, LapseReport, ResultAnswer, TenantListing, TickReport,
+    AgentPrincipal, FleetSummary, LapseReport, ResultAnswer, TenantListing, TickReport, UiSession,
 };
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest};
 pub use error::{Result, StoreError};
@@ -247,17 +247,38 @@ impl Store {
         on_backend!(self, p => p.tenant_token_matches(tenant, token))
     }
 
-    /// Whether `hash` (hex SHA-256 of a token) is the tenant's current token hash (constant
-    /// time). The dashboard's sessions keep the hash of the token they were opened with, so a
-    /// rotated token ends them.
+    /// Opens a dashboard session for `tenant` lasting `lifetime` (and sweeps expired ones):
+    /// its id (for the cookie: only its hash is stored) and CSRF token.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] (tenant), [`StoreError::Unavailable`].
+    pub async fn open_ui_session(
+        &self,
+        tenant: TenantId,
+        lifetime: std::time::Duration,
+    ) -> Result<UiSession> {
+        let lifetime = TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::hours(12));
+        on_backend!(self, p => p.open_ui_session(&self.ctx, tenant, lifetime))
+    }
+
+    /// The open, unexpired session whose cookie carries `id`.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn tenant_token_hash_matches(&self, tenant: TenantId, hash: &str) -> Result<bool> {
-        on_backend!(self, p => p.tenant_token_hash_matches(tenant, hash))
+    pub async fn ui_session(&self, id: &str) -> Result<Option<UiSession>> {
+        on_backend!(self, p => p.ui_session(&self.ctx, id))
     }
 
-    /// Issues a new tenant token; the old one stops working.
+    /// Ends the session whose cookie carries `id` (logout); nothing when there is none.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn close_ui_session(&self, id: &str) -> Result<()> {
+        on_backend!(self, p => p.close_ui_session(id))
+    }
+
+    /// Issues a new tenant token; the old one stops working, and so do the dashboard sessions
+    /// opened with it.
     ///
     /// # Errors
     /// [`StoreError::NotFound`], [`StoreError::Unavailable`].

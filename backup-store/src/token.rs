@@ -10,6 +10,10 @@ use crate::{Result, StoreError};
 pub(crate) enum TokenKind {
     Tenant,
     Agent,
+    /// A dashboard session's cookie.
+    Session,
+    /// A dashboard form's CSRF token (not a credential on its own).
+    Csrf,
 }
 
 /// A new token: a kind prefix and 64 hex digits (256 bits from the OS's generator).
@@ -20,6 +24,8 @@ pub(crate) fn generate(kind: TokenKind) -> Result<String> {
     let prefix = match kind {
         TokenKind::Tenant => "rft_t_",
         TokenKind::Agent => "rft_a_",
+        TokenKind::Session => "rft_s_",
+        TokenKind::Csrf => "",
     };
     Ok(format!("{prefix}{}", hex::encode(bytes)))
 }

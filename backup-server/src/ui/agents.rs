@@ -56,7 +56,7 @@ fn agents_table(agents: &[AgentView]) -> Markup {
 pub(crate) async fn agents_page(State(state): State<AppState>, session: Session) -> Response {
     match state
         .store()
-        .list_agents(session.tenant, &PageRequest::first(500))
+        .list_agents(session.tenant(), &PageRequest::first(500))
         .await
     {
         Ok(list) => page(
@@ -79,7 +79,7 @@ pub(crate) async fn agents_page(State(state): State<AppState>, session: Session)
 pub(crate) async fn agents_fragment(State(state): State<AppState>, session: Session) -> Response {
     match state
         .store()
-        .list_agents(session.tenant, &PageRequest::first(500))
+        .list_agents(session.tenant(), &PageRequest::first(500))
         .await
     {
         Ok(list) => page(StatusCode::OK, agents_table(&list.items)),
@@ -180,13 +180,13 @@ async fn render_agent(
     status: StatusCode,
 ) -> Response {
     let store = state.store();
-    let agent = match store.get_agent(session.tenant, id).await {
+    let agent = match store.get_agent(session.tenant(), id).await {
         Ok(a) => a,
         Err(e) => return failure(e),
     };
     let tasks = store
         .list_tasks(
-            session.tenant,
+            session.tenant(),
             &TaskFilter {
                 agent_id: Some(id),
                 ..TaskFilter::default()
@@ -196,7 +196,7 @@ async fn render_agent(
         .await;
     let runs = store
         .list_backup_runs(
-            session.tenant,
+            session.tenant(),
             &BackupRunFilter {
                 agent_id: Some(id),
                 ..BackupRunFilter::default()
@@ -252,7 +252,7 @@ pub(crate) async fn save_settings(
     };
     match state
         .store()
-        .patch_settings(session.tenant, id, &patch)
+        .patch_settings(session.tenant(), id, &patch)
         .await
     {
         Ok(_) => Redirect::to(&format!("/ui/agents/{id}")).into_response(),
@@ -280,7 +280,7 @@ pub(crate) async fn cancel_task(
     let Ok(id) = id.parse::<TaskId>() else {
         return failure(StoreError::NotFound("task"));
     };
-    match state.store().cancel_task(session.tenant, id).await {
+    match state.store().cancel_task(session.tenant(), id).await {
         Ok(task) => Redirect::to(&format!("/ui/agents/{}", task.agent_id)).into_response(),
         Err(StoreError::Conflict(_)) => {
             let back = form

@@ -15,7 +15,7 @@ use super::{
     layout::{failure, layout, page},
     session::{self, LOGIN_CSRF_COOKIE},
 };
-use crate::AppState;
+use crate::{AppState, auth::ClientAddress};
 
 /// The login form (it has no session yet: its CSRF token is a double-submit cookie).
 #[derive(Default, Deserialize)]
@@ -62,6 +62,7 @@ pub(crate) async fn login_form() -> Response {
 
 pub(crate) async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -87,16 +88,29 @@ pub(crate) async fn login(
             tenant_text,
         )
     };
+    if state.admit_address(address).is_err() {
+        return login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many failed logins from this address; wait a minute and try again."),
+            tenant_text,
+        );
+    }
     let Ok(tenant) = tenant_text.parse::<TenantId>() else {
+        state.auth_failed(address);
         return wrong();
     };
-    match state.store().tenant_token_matches(tenant, token).await {
+    let matches = state.store().tenant_token_matches(tenant, token).await;
+    if matches.as_ref().is_ok_and(|m| !m) {
+        state.auth_failed(address);
+    }
+    match matches {
         Ok(true) => {
+            let opened = match session::open(&state, tenant).await {
+                Ok(cookie) => cookie,
+                Err(e) => return failure(e),
+            };
             let mut response = Redirect::to("/ui").into_response();
-            for cookie in [
-                session::issue(state.session_key(), tenant, token),
-                format!("{LOGIN_CSRF_COOKIE}=; Path=/ui; Max-Age=0"),
-            ] {
+            for cookie in [opened, format!("{LOGIN_CSRF_COOKIE}=; Path=/ui; Max-Age=0")] {
                 if let Ok(v) = HeaderValue::from_str(&cookie) {
                     response.headers_mut().append(header::SET_COOKIE, v);
                 }
@@ -108,7 +122,10 @@ pub(crate) async fn login(
     }
 }
 
-pub(crate) async fn logout(_: Posted<Empty>) -> Response {
+pub(crate) async fn logout(State(state): State<AppState>, posted: Posted<Empty>) -> Response {
+    if let Err(e) = posted.session.close(&state).await {
+        return failure(e);
+    }
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&session::clear()) {
         response.headers_mut().append(header::SET_COOKIE, v);

@@ -24,8 +24,6 @@ use axum::{
 
 use crate::AppState;
 
-pub(crate) use session::SessionKey;
-
 /// The `/ui` routes.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()

@@ -174,13 +174,13 @@ async fn render_policies(
     let store = state.store();
     let policies = store
         .list_policies(
-            session.tenant,
+            session.tenant(),
             &PolicyFilter::default(),
             &PageRequest::first(500),
         )
         .await;
     let agents = store
-        .list_agents(session.tenant, &PageRequest::first(500))
+        .list_agents(session.tenant(), &PageRequest::first(500))
         .await;
     match (policies, agents) {
         (Ok(p), Ok(a)) => page(
@@ -226,7 +226,7 @@ pub(crate) async fn create_policy(
             .await;
         }
     };
-    match state.store().create_policy(session.tenant, &spec).await {
+    match state.store().create_policy(session.tenant(), &spec).await {
         Ok(p) => Notice::Created.redirect(p.id),
         Err(StoreError::Validation(e)) => {
             let field = e.field().unwrap_or("policy").to_owned();
@@ -256,7 +256,7 @@ pub(crate) async fn set_enabled(
     match state
         .store()
         .update_policy(
-            session.tenant,
+            session.tenant(),
             id,
             &PolicyPatch {
                 enabled: Some(enabled),
@@ -283,7 +283,7 @@ pub(crate) async fn run_policy(
     let Ok(id) = id.parse::<PolicyId>() else {
         return failure(StoreError::NotFound("policy"));
     };
-    match state.store().run_policy_now(session.tenant, id).await {
+    match state.store().run_policy_now(session.tenant(), id).await {
         Ok(_) => Notice::TaskCreated.redirect(id),
         Err(StoreError::Conflict(_)) => Notice::OpenTask.redirect(id),
         Err(e) => failure(e),

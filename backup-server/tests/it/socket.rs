@@ -10,6 +10,19 @@ use tokio::{
     net::TcpStream,
 };
 
+/// A server on a free port over a SQLite file in `dir`, with `limits`.
+async fn serve(dir: &tempfile::TempDir, limits: LimitsConfig) -> Server {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        database: format!("sqlite://{}", dir.path().join("s.db").display()),
+        limits,
+        ..ServerConfig::default()
+    };
+    Server::start(config, Arc::new(SystemClock))
+        .await
+        .expect("starts")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_socket_serves_the_api() {
     let dir = tempfile::tempdir().expect("dir");
@@ -78,19 +91,15 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_and_cannot_hold_the_server() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        database: format!("sqlite://{}", dir.path().join("s.db").display()),
-        limits: LimitsConfig {
+    let server = serve(
+        &dir,
+        LimitsConfig {
             header_read_timeout_seconds: 1,
             max_connections: 2,
             ..LimitsConfig::default()
         },
-        ..ServerConfig::default()
-    };
-    let server = Server::start(config, Arc::new(SystemClock))
-        .await
-        .expect("starts");
+    )
+    .await;
     // A slowloris client: half a request, then silence. Another: connects and says nothing.
     let mut slow = TcpStream::connect(server.addr()).await.expect("connect");
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -129,18 +138,14 @@ async fn slow_clients_are_cut_off_and_cannot_hold_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_stalls_is_answered_408() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        database: format!("sqlite://{}", dir.path().join("s.db").display()),
-        limits: LimitsConfig {
+    let server = serve(
+        &dir,
+        LimitsConfig {
             request_timeout_seconds: 1,
             ..LimitsConfig::default()
         },
-        ..ServerConfig::default()
-    };
-    let server = Server::start(config, Arc::new(SystemClock))
-        .await
-        .expect("starts");
+    )
+    .await;
     let tenant = server
         .state()
         .store()
@@ -168,14 +173,7 @@ async fn a_request_body_that_stalls_is_answered_408() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_writes_a_large_body_first_reads_its_413() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        database: format!("sqlite://{}", dir.path().join("s.db").display()),
-        ..ServerConfig::default()
-    };
-    let server = Server::start(config, Arc::new(SystemClock))
-        .await
-        .expect("starts");
+    let server = serve(&dir, LimitsConfig::default()).await;
     let body = vec![b'x'; 6 * 1024 * 1024];
     for path in ["/agents", "/healthz"] {
         let mut stream = TcpStream::connect(server.addr()).await.expect("connect");
@@ -200,4 +198,75 @@ async fn a_client_that_writes_a_large_body_first_reads_its_413() {
         assert!(text.contains("payload_too_large"), "{text}");
     }
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_from_one_address_are_answered_429_without_a_lookup() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = serve(
+        &dir,
+        LimitsConfig {
+            auth_failures_per_minute: 5,
+            ..LimitsConfig::default()
+        },
+    )
+    .await;
+    let tenant = server
+        .state()
+        .store()
+        .create_tenant("acme")
+        .await
+        .expect("tenant");
+    let client = reqwest::Client::new();
+    let url = server.url();
+    let call = |token: String| {
+        let client = client.clone();
+        let url = url.clone();
+        let tenant = tenant.id.to_string();
+        async move {
+            client
+                .get(format!("{url}/agents"))
+                .bearer_auth(token)
+                .header("X-Tenant-ID", tenant)
+                .send()
+                .await
+                .expect("answer")
+        }
+    };
+    // The right token does not count; wrong ones do, five of them before the door shuts.
+    assert_eq!(call(tenant.token.clone()).await.status(), 200);
+    for i in 0..4 {
+        assert_eq!(
+            call(format!("wrong-{i}")).await.status(),
+            401,
+            "wrong token {i}"
+        );
+    }
+    assert_eq!(
+        call(tenant.token.clone()).await.status(),
+        200,
+        "one failure left"
+    );
+    assert_eq!(
+        call("wrong-4".into()).await.status(),
+        401,
+        "the fifth failure"
+    );
+    // Used up: a database that is gone is not even asked (it would answer 503).
+    server.state().store().close().await;
+    let refused = call("wrong-6".into()).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let agent = client
+        .post(format!("{url}/agents/{}/heartbeat", uuid::Uuid::new_v4()))
+        .bearer_auth("rft_a_wrong")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        agent.status(),
+        429,
+        "agent tokens share the address's allowance"
+    );
 }

@@ -18,6 +18,7 @@ mod leases;
 mod policies;
 mod results;
 mod schedule;
+mod sessions;
 mod tasks;
 mod tenants;
 
@@ -40,7 +41,7 @@ use uuid::Uuid;
 use super::{Db, Pools};
 use crate::{
     AgentPrincipal, BackupRunFilter, Ctx, FleetSummary, LapseReport, PageRequest, PolicyFilter,
-    Result, ResultAnswer, StoreError, TaskFilter, TenantListing, TickReport,
+    Result, ResultAnswer, StoreError, TaskFilter, TenantListing, TickReport, UiSession,
     cursor::Cursor,
     rows::{
         AgentRow, POLICY_COLUMNS, PolicyRow, RUN_COLUMNS, RunRow, SettingsRow, TASK_COLUMNS,

@@ -51,15 +51,6 @@ impl Pools {
         Ok(stored.is_some_and(|h| token::matches(presented, &h)))
     }
 
-    pub(crate) async fn tenant_token_hash_matches(
-        &self,
-        tenant: TenantId,
-        hash: &str,
-    ) -> Result<bool> {
-        let stored = self.tenant_token_hash(tenant).await?;
-        Ok(stored.is_some_and(|h| token::same_hash(&h, hash)))
-    }
-
     async fn tenant_token_hash(&self, tenant: TenantId) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT token_hash FROM tenants WHERE id = $1")
@@ -71,14 +62,21 @@ impl Pools {
 
     pub(crate) async fn rotate_tenant_token(&self, tenant: TenantId) -> Result<String> {
         let token = token::generate(TokenKind::Tenant)?;
+        let mut tx = self.write().await?;
         let done = sqlx::query("UPDATE tenants SET token_hash = $2 WHERE id = $1")
             .bind(*tenant.as_uuid())
             .bind(token::hash(&token))
-            .execute(self.read_write())
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("tenant"));
         }
+        // The dashboard's sessions were opened with the old token: they end with it.
+        sqlx::query("DELETE FROM ui_sessions WHERE tenant_id = $1")
+            .bind(*tenant.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(token)
     }
 }

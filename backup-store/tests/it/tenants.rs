@@ -22,6 +22,10 @@ async fn agent_token_known(store: &Store, token: &str) -> bool {
         .is_some()
 }
 
+async fn session_open(store: &Store, id: &str) -> bool {
+    store.ui_session(id).await.expect("read").is_some()
+}
+
 /// Asserts that a list call succeeded and found nothing.
 fn empty<T: std::fmt::Debug>(list: backup_store::Result<Page<T>>, what: &str) {
     let items = list.expect(what).items;
@@ -232,5 +236,63 @@ store_test!(
         let a = env.agent(&t, "last").await;
         let reopened = env.replica().await;
         assert!(agent_token_known(&reopened, &a.token).await);
+    }
+);
+
+store_test!(
+    dashboard_sessions_end_at_logout_rotation_and_expiry,
+    |env| async move {
+        let t = env.tenant("acme").await;
+        let other = env.tenant("other").await;
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        let s = env
+            .store
+            .open_ui_session(t.id, hours(12))
+            .await
+            .expect("open");
+        assert!(s.id.starts_with("rft_s_") && s.id.len() == 70, "{}", s.id);
+        assert!(!format!("{s:?}").contains(&s.id), "Debug hides the id");
+        let found = env
+            .store
+            .ui_session(&s.id)
+            .await
+            .expect("read")
+            .expect("open");
+        assert_eq!((found.tenant, found.csrf.clone()), (t.id, s.csrf.clone()));
+        assert!(!session_open(&env.store, "rft_s_unknown").await);
+        assert!(matches!(
+            env.store.open_ui_session(TenantId::new(), hours(1)).await,
+            Err(StoreError::NotFound("tenant"))
+        ));
+
+        // Logout ends one session.
+        let second = env
+            .store
+            .open_ui_session(t.id, hours(12))
+            .await
+            .expect("open");
+        env.store.close_ui_session(&s.id).await.expect("close");
+        assert!(!session_open(&env.store, &s.id).await);
+        assert!(session_open(&env.store, &second.id).await);
+
+        // Rotation ends the tenant's, not another tenant's.
+        let others = env
+            .store
+            .open_ui_session(other.id, hours(12))
+            .await
+            .expect("open");
+        env.store.rotate_tenant_token(t.id).await.expect("rotate");
+        assert!(!session_open(&env.store, &second.id).await);
+        assert!(session_open(&env.store, &others.id).await);
+
+        // Expiry.
+        let short = env
+            .store
+            .open_ui_session(other.id, hours(1))
+            .await
+            .expect("open");
+        env.advance_secs(3601);
+        assert!(!session_open(&env.store, &short.id).await);
+        assert!(session_open(&env.store, &others.id).await);
     }
 );
