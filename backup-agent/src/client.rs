@@ -390,10 +390,9 @@ impl HttpClient {
             })?;
         let status = response.status();
         if status.is_success() {
-            return response
-                .json()
-                .await
-                .map_err(|e| ClientError::Unreadable(without_url(&e)));
+            let body = read_bounded(response).await?;
+            return serde_json::from_slice(&body)
+                .map_err(|e| ClientError::Unreadable(format!("the server's answer: {e}")));
         }
         let retry_after = response
             .headers()
@@ -401,7 +400,10 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.unwrap_or_default();
+        let text = match read_bounded(response).await {
+            Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+            Err(_) => String::new(),
+        };
         let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
             Ok(body) => (Some(body.error.code), body.error.message),
             Err(_) => (None, text.chars().take(300).collect()),
@@ -413,6 +415,37 @@ impl HttpClient {
             retry_after,
         })
     }
+}
+
+/// The largest answer the agent reads from the server: no answer of the API comes near it, so
+/// anything bigger is a broken or hostile server, and is refused before it fills the memory.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    let too_big = || {
+        ClientError::Unreadable(format!(
+            "the server's answer is over {} MiB; refused",
+            MAX_ANSWER_BYTES / (1024 * 1024)
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ClientError::Unreadable(without_url(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// reqwest's errors carry the URL; ours never need it (and URLs may carry secrets).

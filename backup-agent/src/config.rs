@@ -10,11 +10,11 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::LazyLock};
 
 use backup_config::{Configuration, Key, Kind, Loaded, Loader};
-use backup_core::{Range, SETTING_FIELDS, SettingsPatch, validate_repository_name};
+use backup_core::{Range, Retention, SETTING_FIELDS, SettingsPatch, validate_repository_name};
 use serde::{Deserialize, Serialize};
 
-/// One repository: where it is and how to open it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One repository: where it is, how to open it, and what the agent allows there.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RepositoryConfig {
     /// restic's repository location (`/srv/restic`, `s3:...`, `sftp:...`).
@@ -30,10 +30,129 @@ pub struct RepositoryConfig {
     /// Create the repository (`restic init`) when it does not exist yet.
     #[serde(default)]
     pub init_if_missing: bool,
+    /// Absolute path prefixes a backup into this repository may read (default `/`).
+    #[serde(default = "all_paths")]
+    pub allowed_paths: Vec<PathBuf>,
+    /// Never prune or forget here, whatever a policy says (default false).
+    #[serde(default)]
+    pub append_only: bool,
+    /// Keep rules every prune here keeps at least (default keepLast 3, keepWithinDays 7;
+    /// `{}` turns the floor off).
+    #[serde(default = "default_floor")]
+    pub retention_floor: Retention,
 }
 
-/// Everything `backup-agent run` needs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The keys of one repository (`repositories.<name>.<key>`) for the configuration reference:
+/// key, default, what it does. A unit test holds it to [`RepositoryConfig`]'s fields.
+pub const REPOSITORY_KEYS: &[(&str, &str, &str)] = &[
+    (
+        "url",
+        "(required)",
+        "restic's repository (`/srv/restic`, `rest:https://...`, `s3:...`, `sftp:...`)",
+    ),
+    (
+        "passwordFile",
+        "(required)",
+        "a file holding the repository's password",
+    ),
+    (
+        "env",
+        "none",
+        "backend credentials and other environment for restic (`AWS_ACCESS_KEY_ID`: ...)",
+    ),
+    (
+        "envFile",
+        "none",
+        "a file of `KEY=value` lines (the .env format: a `$` outside single quotes expands)",
+    ),
+    (
+        "initIfMissing",
+        "`false`",
+        "create the repository (`restic init`) when it does not exist",
+    ),
+    (
+        "allowedPaths",
+        "`[\"/\"]`",
+        "absolute path prefixes a backup into this repository may read; a task asking for another path fails permanently, naming this key",
+    ),
+    (
+        "appendOnly",
+        "`false`",
+        "never prune or forget here: a prune task fails permanently, naming this key (pair it with `rest-server --append-only`)",
+    ),
+    (
+        "retentionFloor",
+        "`{keepLast: 3, keepWithinDays: 7}`",
+        "keep rules every prune keeps at least (each rule the larger of the policy's and the floor's; `{}` turns it off)",
+    ),
+];
+
+fn all_paths() -> Vec<PathBuf> {
+    vec![PathBuf::from("/")]
+}
+
+/// The least a prune keeps unless the agent's file says otherwise: the last three snapshots,
+/// and every snapshot of the last seven days. A count alone cannot protect history (a stolen
+/// tenant token can make as many near-empty snapshots as the count, then prune down to them);
+/// a time window cannot be filled by fresh snapshots, so a week of history survives any
+/// sequence of API calls.
+pub fn default_floor() -> Retention {
+    Retention {
+        keep_last: Some(3),
+        keep_within_days: Some(7),
+        ..Retention::default()
+    }
+}
+
+impl RepositoryConfig {
+    /// A repository at `url` opened with the password in `password_file`, with the defaults
+    /// for everything else.
+    pub fn new(url: impl Into<String>, password_file: impl Into<PathBuf>) -> Self {
+        Self {
+            url: url.into(),
+            password_file: password_file.into(),
+            env: BTreeMap::new(),
+            env_file: None,
+            init_if_missing: false,
+            allowed_paths: all_paths(),
+            append_only: false,
+            retention_floor: default_floor(),
+        }
+    }
+}
+
+/// A URL with the credentials it may carry hidden, also inside a restic repository URL
+/// (`rest:https://user:pass@host/` -> `rest:https://***@host/`).
+pub(crate) fn hide_credentials(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for RepositoryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The env values are backend credentials: names only.
+        let env: Vec<&String> = self.env.keys().collect();
+        f.debug_struct("RepositoryConfig")
+            .field("url", &hide_credentials(&self.url))
+            .field("password_file", &self.password_file)
+            .field("env (values hidden)", &env)
+            .field("env_file", &self.env_file)
+            .field("init_if_missing", &self.init_if_missing)
+            .field("allowed_paths", &self.allowed_paths)
+            .field("append_only", &self.append_only)
+            .field("retention_floor", &self.retention_floor)
+            .finish()
+    }
+}
+
+/// Everything `backup-agent run` needs. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// The server's base URL.
@@ -48,6 +167,13 @@ pub struct AgentConfig {
     pub token: Option<String>,
     /// A file holding the token.
     pub token_file: Option<PathBuf>,
+    /// The name given to restic's `--host` for every command (default: the machine's host
+    /// name); containers and cloned machines set it.
+    pub host: Option<String>,
+    /// The file this configuration was read from, if any (excluded from backups, like every
+    /// secret of the agent's).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
     /// Where the state file, restic's cache and diagnostics live.
     pub state_dir: PathBuf,
     /// The restic binary.
@@ -86,6 +212,25 @@ pub struct AgentConfig {
     pub backoff_failure_threshold: Option<i64>,
 }
 
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field(
+                "orchestrator_url",
+                &hide_credentials(&self.orchestrator_url),
+            )
+            .field("agent_id", &self.agent_id)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("token_file", &self.token_file)
+            .field("host", &self.host)
+            .field("state_dir", &self.state_dir)
+            .field("restic_binary", &self.restic_binary)
+            .field("repositories", &self.repositories)
+            .field("proposed_settings", &self.proposed_settings())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
@@ -95,6 +240,8 @@ impl Default for AgentConfig {
             agent_id: None,
             token: None,
             token_file: None,
+            host: None,
+            config_file: None,
             state_dir: PathBuf::from("./agent-state"),
             restic_binary: PathBuf::from("restic"),
             repositories: BTreeMap::new(),
@@ -138,6 +285,8 @@ const OWN_KEYS: &[Key] = &[
     .doc("The agent token `POST /agents` showed once (or use `tokenFile`)."),
     Key::new(&["tokenFile"], Kind::Text)
     .doc("A file holding the token; read again on a 401 and on SIGHUP (token rotation without a restart)."),
+    Key::new(&["host"], Kind::Text)
+    .doc("The name given to restic's `--host` for every command (default: the machine's host name); set it in containers and on cloned machines."),
     Key::new(&["stateDir"], Kind::Text)
     .doc("Where the state file, restic's cache and `diagnostics.json` live."),
     Key::new(&["resticBinary"], Kind::Text)
@@ -203,11 +352,42 @@ impl Configuration for AgentConfig {
 
     fn finish(loaded: Loaded<AgentConfig>) -> Result<Self, ConfigError> {
         let mut config = loaded.value.clone();
+        config.config_file.clone_from(&loaded.file);
         config.bandwidth_unlimited =
             loaded.is_null(&["bandwidthLimitMbps"]) && config.bandwidth_limit_mbps.is_none();
         config.validate(&|key| loaded.origin(key))?;
+        check_floor_keys(&loaded)?;
         Ok(config)
     }
+}
+
+/// A misspelt keep rule in a floor would leave the floor off without a word: unknown keys are
+/// refused.
+fn check_floor_keys(loaded: &Loaded<AgentConfig>) -> Result<(), ConfigError> {
+    const RULES: [&str; 7] = [
+        "keepLast",
+        "keepHourly",
+        "keepDaily",
+        "keepWeekly",
+        "keepMonthly",
+        "keepYearly",
+        "keepWithinDays",
+    ];
+    let Some(repositories) = loaded.raw.get("repositories").and_then(|r| r.as_object()) else {
+        return Ok(());
+    };
+    for (name, repository) in repositories {
+        let floor = repository.get("retentionFloor").and_then(|f| f.as_object());
+        if let Some(unknown) = floor.and_then(|f| f.keys().find(|k| !RULES.contains(&k.as_str()))) {
+            let key = format!("repositories.{name}.retentionFloor");
+            return Err(ConfigError(format!(
+                "{key}.{unknown}: not a keep rule; the rules are {} (from {})",
+                RULES.join(", "),
+                loaded.origin(&key)
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl AgentConfig {
@@ -221,13 +401,35 @@ impl AgentConfig {
                 from("orchestratorUrl")
             )));
         }
-        for name in self.repositories.keys() {
-            validate_repository_name(name).map_err(|e| {
+        for (name, repository) in &self.repositories {
+            let from = from(&format!("repositories.{name}"));
+            validate_repository_name(name)
+                .map_err(|e| ConfigError(format!("repositories.{name}: {e} (from {from})")))?;
+            if repository.allowed_paths.is_empty() {
+                return Err(ConfigError(format!(
+                    "repositories.{name}.allowedPaths: empty; list the absolute paths backups may read, or leave the key out for / (from {from})"
+                )));
+            }
+            if let Some(relative) = repository.allowed_paths.iter().find(|p| {
+                !p.is_absolute() || p.components().any(|c| c == std::path::Component::ParentDir)
+            }) {
+                return Err(ConfigError(format!(
+                    "repositories.{name}.allowedPaths: {} is not an absolute path without '..' (from {from})",
+                    relative.display()
+                )));
+            }
+            repository.retention_floor.validate().map_err(|e| {
                 ConfigError(format!(
-                    "repositories.{name}: {e} (from {})",
-                    from("repositories")
+                    "repositories.{name}.retentionFloor: {} (from {from})",
+                    e.to_string().trim_start_matches("retention.")
                 ))
             })?;
+        }
+        if self.host.as_deref().is_some_and(|h| h.trim().is_empty()) {
+            return Err(ConfigError(format!(
+                "host: empty; leave it out for the machine's host name (from {})",
+                from("host")
+            )));
         }
         // The proposals must make valid settings on their own, merged over the defaults.
         backup_core::Settings::default()
@@ -343,4 +545,49 @@ fn expands(line: &str) -> bool {
     };
     let value = value.trim();
     !(value.starts_with('\'') && value.ends_with('\'')) && value.contains('$')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_hidden_also_inside_a_restic_url() {
+        for (url, shown) in [
+            (
+                "rest:https://u:p@h:8000/repo",
+                "rest:https://***@h:8000/repo",
+            ),
+            ("http://u:p@h", "http://***@h"),
+            ("s3:https://s3.example/b@x", "s3:https://s3.example/b@x"),
+            ("/srv/repo", "/srv/repo"),
+        ] {
+            assert_eq!(hide_credentials(url), shown);
+        }
+    }
+
+    #[test]
+    fn the_reference_lists_every_repository_key_and_the_floor_default() {
+        let value = serde_json::to_value(RepositoryConfig::new("/r", "/pw")).expect("json");
+        let fields: Vec<&str> = value
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut documented: Vec<&str> = REPOSITORY_KEYS.iter().map(|(k, _, _)| *k).collect();
+        let mut sorted = fields.clone();
+        sorted.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(sorted, documented);
+        let floor = REPOSITORY_KEYS
+            .iter()
+            .find(|(k, _, _)| *k == "retentionFloor")
+            .map(|(_, d, _)| d.replace([' ', '`'], ""))
+            .expect("retentionFloor");
+        let actual = serde_json::to_string(&default_floor())
+            .expect("json")
+            .replace('"', "");
+        assert_eq!(floor, actual);
+    }
 }

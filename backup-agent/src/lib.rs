@@ -38,6 +38,7 @@
 mod agent;
 mod client;
 mod config;
+mod guard;
 mod metrics;
 pub mod quota;
 mod repo_backoff;
@@ -49,13 +50,18 @@ pub mod state;
 
 pub use agent::{
     AGENT_VERSION, Agent, AgentOptions, BackoffReport, ConcurrencyReport, DIAGNOSTICS_FILE,
-    Diagnostics, QuotaReport,
+    Diagnostics, LOCK_FILE, QuotaReport,
 };
 pub use backup_config::Configuration;
 #[cfg(feature = "mock")]
 pub use client::MockOrchestratorClient;
-pub use client::{ClientError, HttpClient, NetworkCause, OrchestratorClient, POOL_IDLE_SECONDS};
-pub use config::{AgentConfig, ConfigError, RepositoryConfig, env_name, parse_env_file};
+pub use client::{
+    ClientError, HttpClient, MAX_ANSWER_BYTES, NetworkCause, OrchestratorClient, POOL_IDLE_SECONDS,
+};
+pub use config::{
+    AgentConfig, ConfigError, REPOSITORY_KEYS, RepositoryConfig, default_floor, env_name,
+    parse_env_file,
+};
 pub use runner::TokioProcessRunner;
 
 /// Why the agent cannot start or run.

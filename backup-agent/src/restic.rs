@@ -243,10 +243,12 @@ pub enum Command<'a> {
     },
     /// `restic check`.
     Check,
-    /// `restic forget --prune` with the keep rules.
+    /// `restic forget --prune` with the keep rules, on one host's snapshots only.
     Prune {
         /// Keep rules.
         retention: &'a Retention,
+        /// `--host`: a prune never forgets another host's snapshots in a shared repository.
+        host: &'a str,
     },
     /// `restic unlock`.
     Unlock,
@@ -291,14 +293,9 @@ pub fn arguments(command: &Command<'_>, version: Option<ResticVersion>) -> Vec<S
                 args.push("--retry-lock=2m".into());
             }
         }
-        Command::Prune { retention } => {
-            args.extend(["forget".into(), "--prune".into()]);
-            args.extend(
-                retention
-                    .rules()
-                    .into_iter()
-                    .map(|(flag, n)| format!("{flag}={n}")),
-            );
+        Command::Prune { retention, host } => {
+            args.extend(["forget".into(), "--prune".into(), format!("--host={host}")]);
+            args.extend(retention.rules());
             if retry_lock {
                 args.push("--retry-lock=2m".into());
             }
@@ -450,13 +447,15 @@ mod tests {
         assert_eq!(
             arguments(
                 &Command::Prune {
-                    retention: &retention
+                    retention: &retention,
+                    host: "h",
                 },
                 Some(V017)
             ),
             [
                 "forget",
                 "--prune",
+                "--host=h",
                 "--keep-last=3",
                 "--keep-daily=7",
                 "--retry-lock=2m"

@@ -102,6 +102,9 @@ impl TokioProcessRunner {
         argv.push(spec.program.clone().into_os_string());
         argv.extend(spec.args.iter().map(Into::into));
         let mut cmd = Command::new(&argv[0]);
+        if spec.clear_env {
+            cmd.env_clear();
+        }
         cmd.args(&argv[1..])
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -151,6 +151,8 @@ pub struct Loaded<T> {
     pub value: T,
     /// The merged YAML and environment, before the defaults: what was actually set.
     pub raw: Value,
+    /// The file it was read from, if any.
+    pub file: Option<std::path::PathBuf>,
     origins: BTreeMap<String, String>,
 }
 
@@ -247,7 +249,9 @@ impl Loader {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?;
-                self.parse(&text, &format!("file {}", path.display()), env)
+                let mut loaded = self.parse(&text, &format!("file {}", path.display()), env)?;
+                loaded.file = Some(path.to_owned());
+                Ok(loaded)
             }
             None => self.parse("", "defaults", env),
         }
@@ -291,6 +295,7 @@ impl Loader {
         let loaded = Loaded {
             value: (),
             raw: Value::Object(root),
+            file: None,
             origins,
         };
         for key in self.keys {
@@ -307,6 +312,7 @@ impl Loader {
         Ok(Loaded {
             value,
             raw: loaded.raw,
+            file: None,
             origins: loaded.origins,
         })
     }

@@ -38,25 +38,50 @@ pub struct Retention {
     /// `--keep-yearly`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_yearly: Option<u32>,
+    /// `--keep-within=<n>d`: every snapshot made within this many days of the newest one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within_days: Option<u32>,
 }
 
 impl Retention {
-    /// The rules that are set, as (restic flag, count) pairs, in a fixed order.
-    pub fn rules(&self) -> Vec<(&'static str, u32)> {
+    /// The rules that are set, as restic arguments (`--keep-last=3`, `--keep-within=7d`), in a
+    /// fixed order.
+    pub fn rules(&self) -> Vec<String> {
         [
-            ("--keep-last", self.keep_last),
-            ("--keep-hourly", self.keep_hourly),
-            ("--keep-daily", self.keep_daily),
-            ("--keep-weekly", self.keep_weekly),
-            ("--keep-monthly", self.keep_monthly),
-            ("--keep-yearly", self.keep_yearly),
+            ("--keep-last", self.keep_last, ""),
+            ("--keep-hourly", self.keep_hourly, ""),
+            ("--keep-daily", self.keep_daily, ""),
+            ("--keep-weekly", self.keep_weekly, ""),
+            ("--keep-monthly", self.keep_monthly, ""),
+            ("--keep-yearly", self.keep_yearly, ""),
+            ("--keep-within", self.keep_within_days, "d"),
         ]
         .into_iter()
-        .filter_map(|(flag, n)| n.map(|n| (flag, n)))
+        .filter_map(|(flag, n, unit)| n.map(|n| format!("{flag}={n}{unit}")))
         .collect()
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    /// Each rule the larger of `self`'s and `floor`'s (an absent rule is the smallest): keep
+    /// rules never below a floor.
+    #[must_use]
+    pub fn at_least(&self, floor: &Retention) -> Retention {
+        let max = |a: Option<u32>, b: Option<u32>| a.max(b);
+        Retention {
+            keep_last: max(self.keep_last, floor.keep_last),
+            keep_hourly: max(self.keep_hourly, floor.keep_hourly),
+            keep_daily: max(self.keep_daily, floor.keep_daily),
+            keep_weekly: max(self.keep_weekly, floor.keep_weekly),
+            keep_monthly: max(self.keep_monthly, floor.keep_monthly),
+            keep_yearly: max(self.keep_yearly, floor.keep_yearly),
+            keep_within_days: max(self.keep_within_days, floor.keep_within_days),
+        }
+    }
+
+    /// Checks that every rule set is at least 1.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming `retention.<rule>`.
+    pub fn validate(&self) -> Result<(), Error> {
         for (field, value) in [
             ("retention.keepLast", self.keep_last),
             ("retention.keepHourly", self.keep_hourly),
@@ -64,6 +89,7 @@ impl Retention {
             ("retention.keepWeekly", self.keep_weekly),
             ("retention.keepMonthly", self.keep_monthly),
             ("retention.keepYearly", self.keep_yearly),
+            ("retention.keepWithinDays", self.keep_within_days),
         ] {
             if value == Some(0) {
                 return Err(Error::invalid(field, 0, "at least 1, or absent"));

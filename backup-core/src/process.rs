@@ -22,15 +22,20 @@ pub enum IoClass {
     BestEffort(u8),
 }
 
-/// What to run and how.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What to run and how. Its `Debug` shows the environment's names, never their values (they
+/// hold backend credentials).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProcessSpec {
     /// The program (a path, or a name looked up on `PATH`).
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
-    /// Extra environment variables (added to the inherited environment).
+    /// Environment variables for the child: added to the inherited environment, or, with
+    /// `clear_env`, the child's whole environment.
     pub env: Vec<(String, String)>,
+    /// Start the child from an empty environment (it sees only `env`): the agent's own
+    /// environment (its token, say) never reaches restic.
+    pub clear_env: bool,
     /// Working directory; the runner's own when `None`.
     pub cwd: Option<PathBuf>,
     /// Niceness for the child only (0-19); `None` inherits.
@@ -45,6 +50,23 @@ pub struct ProcessSpec {
     pub tail_bytes: usize,
 }
 
+impl std::fmt::Debug for ProcessSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ProcessSpec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env (values hidden)", &env)
+            .field("clear_env", &self.clear_env)
+            .field("cwd", &self.cwd)
+            .field("nice", &self.nice)
+            .field("io_class", &self.io_class)
+            .field("timeout", &self.timeout)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ProcessSpec {
     /// A spec for `program` with no arguments, a 10 s grace and 64 KiB tails.
     pub fn new(program: impl Into<PathBuf>) -> Self {
@@ -52,6 +74,7 @@ impl ProcessSpec {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            clear_env: false,
             cwd: None,
             nice: None,
             io_class: None,

@@ -119,11 +119,22 @@ impl Agent {
                 "this machine's clock differs from the server's by more than 30 s"
             );
         }
+        // Settings out of range (a broken or hostile server: `maxConcurrentTasks: 0` would stop
+        // the agent) are not applied; the last good ones stay.
+        let valid = match answer.settings.validate() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, settings = %serde_json::to_string(&answer.settings).unwrap_or_default(), "the server sent settings out of range; ignoring them and keeping the settings in force");
+                false
+            }
+        };
         let changed = {
             let mut shared = self.shared();
             shared.last_heartbeat = Some((now, skew));
-            let changed = shared.settings != answer.settings;
-            shared.settings = answer.settings;
+            let changed = valid && shared.settings != answer.settings;
+            if valid {
+                shared.settings = answer.settings;
+            }
             for id in &answer.cancel_task_ids {
                 if let Some(task) = shared.held.get(id) {
                     tracing::info!(task = %id, "the task was cancelled; stopping it without a result");

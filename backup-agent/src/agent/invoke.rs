@@ -17,11 +17,17 @@ use super::{
 };
 use crate::{
     config::{RepositoryConfig, parse_env_file},
-    quota,
+    guard, quota,
     repo_backoff::Scope,
     restic::{self, Classified, Command, FailureKind},
     state::ProcessRecord,
 };
+
+/// What restic inherits from the agent's environment: the search path, the home and temporary
+/// directories, the locale. Everything else it needs comes from the repository's configuration.
+fn inherited(name: &str) -> bool {
+    matches!(name, "PATH" | "HOME" | "TMPDIR" | "LANG" | "LANGUAGE") || name.starts_with("LC_")
+}
 
 impl Agent {
     pub(super) fn spec(
@@ -32,6 +38,11 @@ impl Agent {
     ) -> ProcessSpec {
         let settings = self.shared().settings;
         let mut spec = ProcessSpec::new(self.inner.config.restic_binary.clone()).args(args);
+        // restic gets a cleared environment: the agent's token (and whatever else its own
+        // environment holds) never reaches it; only what it needs is passed on.
+        spec.clear_env = true;
+        spec.env
+            .extend(std::env::vars().filter(|(k, _)| inherited(k)));
         spec.env
             .push(("RESTIC_REPOSITORY".into(), repo.url.clone()));
         spec.env.push((
@@ -82,7 +93,9 @@ impl Agent {
             format!("policy:{}", task.policy_id),
             format!("task:{}", task.id),
         ];
-        let retention = task.retention.unwrap_or_default();
+        let retention = guard::effective_retention(task.retention, repo);
+        let mut excludes = task.excludes.clone();
+        excludes.extend(guard::own_secrets(&self.inner.config));
         let limit_upload = if task.kind == TaskKind::Backup {
             self.shared().ledger.reserve(
                 task.id,
@@ -95,15 +108,27 @@ impl Agent {
         let command = match task.kind {
             TaskKind::Backup => Command::Backup {
                 paths: &task.paths,
-                excludes: &task.excludes,
+                excludes: &excludes,
                 host: &self.inner.options.hostname,
                 tags: &tags,
                 limit_upload_kib: limit_upload,
             },
             TaskKind::Check => Command::Check,
-            _ => Command::Prune {
+            TaskKind::Prune => Command::Prune {
                 retention: &retention,
+                host: &self.inner.options.hostname,
             },
+            // A kind this agent does not know is never run as something else (the guard
+            // refuses it before it gets here).
+            other => {
+                self.shared().ledger.release(task.id);
+                return Some(Finished::failed(
+                    task.attempt,
+                    ErrorClass::Permanent,
+                    format!("this agent does not run {other:?} tasks"),
+                    None,
+                ));
+            }
         };
         let mut spec = self.spec(repo, restic::arguments(&command, version), Some(task.kind));
         let minutes = task

@@ -56,7 +56,7 @@ pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What the agent needs besides its configuration; defaults read the machine.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
-    /// restic's `--host`.
+    /// restic's `--host` for every command (the agent key `host` overrides it).
     pub hostname: String,
     /// CPUs for the `GOMAXPROCS` budget.
     pub cpus: usize,
@@ -147,6 +147,36 @@ struct Inner {
     wake_outbox: Notify,
     wake_heartbeat: Notify,
     shutdown: CancellationToken,
+    /// `<stateDir>/agent.lock`, held (an exclusive `flock`) while the agent lives.
+    _state_lock: std::fs::File,
+}
+
+/// The file in the state directory an agent holds locked while it runs.
+pub const LOCK_FILE: &str = "agent.lock";
+
+/// One agent per state directory: two would run each other's leftovers and overwrite each
+/// other's state and outbox.
+fn lock_state_dir(dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| AgentError::State(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AgentError::State(format!(
+            "another agent is already running with stateDir {} (it holds {}); give each agent \
+             its own stateDir",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(AgentError::State(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 impl Agent {
@@ -173,6 +203,11 @@ impl Agent {
         }
         let state_file =
             StateFile::new(&config.state_dir).map_err(|e| AgentError::State(e.to_string()))?;
+        let state_lock = lock_state_dir(&config.state_dir)?;
+        let mut options = options;
+        if let Some(host) = &config.host {
+            options.hostname.clone_from(host);
+        }
         let loaded = state_file
             .load()
             .map_err(|e| AgentError::State(e.to_string()))?;
@@ -219,6 +254,7 @@ impl Agent {
                 wake_outbox: Notify::new(),
                 wake_heartbeat: Notify::new(),
                 shutdown: CancellationToken::new(),
+                _state_lock: state_lock,
             }),
         };
         agent

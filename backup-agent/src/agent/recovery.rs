@@ -27,11 +27,15 @@ impl Agent {
         let mut repositories = HashSet::new();
         for record in &leftovers {
             let alive = crate::state::process_start_ticks(record.pgid);
+            // Only the very process recorded is killed: a pid the system has given to another
+            // process since (a different start time, or none recorded to compare) is left alone.
             let same_process = match (alive, record.start_ticks) {
                 (Some(now), Some(then)) => now == then,
-                (Some(_), None) => true,
-                (None, _) => false,
+                (Some(_), None) | (None, _) => false,
             };
+            if alive.is_some() && !same_process {
+                tracing::info!(pgid = record.pgid, task = %record.task_id, "a process with a recorded restic's pid runs, but it is not that restic (its start time differs); left alone");
+            }
             if same_process && runner::signal_group(record.pgid, nix::sys::signal::Signal::SIGKILL)
             {
                 tracing::warn!(pgid = record.pgid, task = %record.task_id, "killed a restic process left over by a previous agent");

@@ -192,6 +192,15 @@ impl Agent {
                 None,
             ));
         };
+        if let Err(refused) = crate::guard::check_task(&task.repository, &repo, task) {
+            tracing::error!(task = %task.id, policy = %task.policy_id, reason = %refused, "refused a task");
+            return Some(Finished::failed(
+                task.attempt,
+                ErrorClass::Permanent,
+                refused,
+                None,
+            ));
+        }
         // Start nothing on a repository (or an agent) in backoff: before waiting for the
         // repository lock and a slot, and again once both are held, since a task that ran
         // meanwhile may have failed into a backoff. (The server does not hand out tasks for a

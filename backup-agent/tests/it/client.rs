@@ -161,3 +161,33 @@ async fn a_rotated_token_is_read_again_from_its_file_on_a_401() {
     assert!(refused.is_transient());
     assert!(!client.reload_token().expect("reads"), "nothing new");
 }
+
+#[tokio::test]
+async fn an_answer_over_4_mib_is_refused_declared_or_not() {
+    let body = format!(
+        "[{}]",
+        "0,".repeat(backup_agent::MAX_ANSWER_BYTES / 2 + 1) + "0"
+    );
+    let declared: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_boxed_str(),
+    );
+    let undeclared: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{body}"
+        )
+        .into_boxed_str(),
+    );
+    for answer in [declared, undeclared] {
+        let (url, _) = scripted_server(move |_| Some(answer)).await;
+        let client = HttpClient::new(&url, AgentId::new(), "t".into()).expect("client");
+        let e = client.heartbeat(&heartbeat()).await.expect_err("too big");
+        assert!(
+            matches!(&e, ClientError::Unreadable(m) if m.contains("over 4 MiB")),
+            "{e:?}"
+        );
+    }
+}

@@ -212,3 +212,13 @@ fn env_files_keep_a_dollar_in_single_quotes_and_warn_where_it_expands() {
     );
     assert!(!logs.contains("line=1"), "{logs}");
 }
+
+#[test]
+fn the_shipped_example_file_loads_with_its_guardrails() {
+    let yaml = include_str!("../../../examples/config/agent.yaml");
+    let c = AgentConfig::parse(yaml, "examples/config/agent.yaml", env(&[])).expect("loads");
+    let main = &c.repositories["main"];
+    assert_eq!(main.allowed_paths.len(), 3, "{main:?}");
+    assert_eq!(main.retention_floor.keep_within_days, Some(7));
+    assert!(c.repositories["offsite"].append_only);
+}

@@ -208,11 +208,8 @@ pub(crate) fn agent_config(
                 (
                     (*name).to_owned(),
                     RepositoryConfig {
-                        url: url.display().to_string(),
-                        password_file: password.to_path_buf(),
-                        env: BTreeMap::new(),
-                        env_file: None,
                         init_if_missing: true,
+                        ..RepositoryConfig::new(url.display().to_string(), *password)
                     },
                 )
             })

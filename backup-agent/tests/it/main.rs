@@ -9,6 +9,7 @@ mod classifier;
 mod client;
 mod config;
 mod faults;
+mod guardrails;
 mod limits;
 mod processes;
 mod real_restic;

@@ -199,3 +199,19 @@ fn niceness(stat: &str) -> i32 {
         .parse()
         .expect("number")
 }
+
+#[tokio::test]
+async fn a_cleared_environment_holds_only_what_the_spec_gives() {
+    let mut spec = ProcessSpec::new("/usr/bin/env");
+    spec.clear_env = true;
+    spec.env.push(("ONLY".into(), "this".into()));
+    spec.nice = Some(5);
+    let (out, _) = run_to_end(spec).await;
+    assert_eq!(out.status, ExitStatus::Code(0), "{}", out.stderr_tail);
+    assert_eq!(out.stdout_tail, "ONLY=this\n");
+    let (inherited, _) = run_to_end(ProcessSpec::new("/usr/bin/env")).await;
+    assert!(
+        inherited.stdout_tail.contains("PATH="),
+        "without clear_env the environment is inherited"
+    );
+}

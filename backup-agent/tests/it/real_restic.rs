@@ -77,6 +77,12 @@ async fn backup_check_and_prune_through_the_agent() {
     let mut s = setup("real", &["main"]).await;
     let data = sample_data(s.dir.path(), 200_000);
     s.config.max_concurrent_tasks = Some(2);
+    // No floor here: the policy's keepLast 1 is what runs (the floor has its own tests).
+    s.config
+        .repositories
+        .get_mut("main")
+        .expect("main")
+        .retention_floor = backup_core::Retention::default();
     let backup = s.backup_of("main", &data).await;
     let running = s.start_real().await;
     let server = &s.server;

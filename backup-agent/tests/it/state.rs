@@ -226,13 +226,7 @@ async fn a_recorded_pid_now_used_by_another_program_is_left_alone() {
     };
     config.repositories.insert(
         "main".into(),
-        backup_agent::RepositoryConfig {
-            url: dir.path().join("repo").display().to_string(),
-            password_file: pw,
-            env: Default::default(),
-            env_file: None,
-            init_if_missing: false,
-        },
+        backup_agent::RepositoryConfig::new(dir.path().join("repo").display().to_string(), pw),
     );
     let _agent = start_only(config, Arc::new(ScriptedRunner::default())).await;
     assert!(

@@ -381,6 +381,14 @@ pub(crate) fn agent_yaml(
 }
 
 impl AgentYaml {
+    /// The same YAML under another name (its process gets its own config and log files).
+    pub(crate) fn renamed(&self, name: &str) -> AgentYaml {
+        AgentYaml {
+            name: name.to_owned(),
+            yaml: self.yaml.clone(),
+        }
+    }
+
     /// The agent's process on this configuration.
     pub(crate) fn start(&self, world: &World) -> AgentProc {
         self.start_with_env(world, &[])
@@ -427,6 +435,19 @@ impl AgentProc {
             }
             None => true,
         }
+    }
+
+    /// How it exited, if it does within `secs`.
+    pub(crate) fn exit_within(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut()?.try_wait().ok().flatten() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Its process id, while it runs.

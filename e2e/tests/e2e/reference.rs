@@ -2,7 +2,7 @@
 //! cannot drift: this test fails when the file is not what the code says.
 //! `BACKUP_UPDATE_DOCS=1 cargo test -p backup-e2e --test e2e reference` rewrites it.
 
-use backup_agent::AgentConfig;
+use backup_agent::{AgentConfig, REPOSITORY_KEYS};
 use backup_config::Configuration;
 use backup_server::ServerConfig;
 
@@ -18,14 +18,15 @@ fn reference() -> String {
          ## backup-server\n\n{}\n\
          ## backup-agent\n\n{}\n\
          ### `repositories` (in the file only: named maps with secrets beside them)\n\n\
-         | key | default | what |\n|---|---|---|\n\
-         | `repositories.<name>.url` | (required) | restic's repository (`/srv/restic`, `rest:https://...`, `s3:...`, `sftp:...`) |\n\
-         | `repositories.<name>.passwordFile` | (required) | a file holding the repository's password |\n\
-         | `repositories.<name>.env` | none | backend credentials and other environment for restic (`AWS_ACCESS_KEY_ID`: ...) |\n\
-         | `repositories.<name>.envFile` | none | a file of `KEY=value` lines (the .env format: a `$` outside single quotes expands) |\n\
-         | `repositories.<name>.initIfMissing` | `false` | create the repository (`restic init`) when it does not exist |\n",
+         | key | default | what |\n|---|---|---|\n{}",
         ServerConfig::reference(),
         AgentConfig::reference(),
+        REPOSITORY_KEYS
+            .iter()
+            .map(|(key, default, what)| format!(
+                "| `repositories.<name>.{key}` | {default} | {what} |\n"
+            ))
+            .collect::<String>(),
     )
 }
 

@@ -178,11 +178,8 @@ async fn main() -> anyhow::Result<()> {
     config.repositories.insert(
         "vault".into(),
         RepositoryConfig {
-            url: dir.join("repository").display().to_string(),
-            password_file: password,
-            env: Default::default(),
-            env_file: None,
             init_if_missing: true,
+            ..RepositoryConfig::new(dir.join("repository").display().to_string(), password)
         },
     );
     let runner = Arc::new(AuditingRunner {
