@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::RwLock, time::Duration};
 use async_trait::async_trait;
 use backup_core::{
     AgentId, AttemptReport, ClaimAnswer, ClaimRequest, ErrorBody, ErrorCode, Heartbeat,
-    HeartbeatAnswer, StartRequest, TaskId, TaskView,
+    HeartbeatAnswer, SnapshotList, SnapshotsStored, StartRequest, TaskId, TaskView,
 };
 
 /// Why a call to the server failed.
@@ -193,6 +193,17 @@ pub trait OrchestratorClient: Send + Sync {
     /// # Errors
     /// A [`ClientError`].
     async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError>;
+
+    /// `PUT /agents/{id}/repositories/{repository}/snapshots`: every snapshot of the agent's
+    /// host in that repository (it replaces the server's list).
+    ///
+    /// # Errors
+    /// A [`ClientError`].
+    async fn report_snapshots(
+        &self,
+        repository: &str,
+        list: &SnapshotList,
+    ) -> Result<SnapshotsStored, ClientError>;
 }
 
 /// How long the agent keeps an idle connection to the server. Below the server's
@@ -346,10 +357,20 @@ impl HttpClient {
         body: &B,
         repeat: Repeat,
     ) -> Result<T, ClientError> {
+        self.send(reqwest::Method::POST, path, body, repeat).await
+    }
+
+    async fn send<B: serde::Serialize + Sync, T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+        repeat: Repeat,
+    ) -> Result<T, ClientError> {
         let mut reloaded = false;
         let mut repeated = false;
         loop {
-            match self.post_once(path, body).await {
+            match self.send_once(method.clone(), path, body).await {
                 Err(e) if e.closed_before_answer() && repeat == Repeat::Safe && !repeated => {
                     repeated = true;
                     tracing::debug!(error = %e, "the connection closed before any answer; sending again at once");
@@ -372,14 +393,15 @@ impl HttpClient {
         }
     }
 
-    async fn post_once<B: serde::Serialize + Sync, T: serde::de::DeserializeOwned>(
+    async fn send_once<B: serde::Serialize + Sync, T: serde::de::DeserializeOwned>(
         &self,
+        method: reqwest::Method,
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
         let response = self
             .http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(self.token())
             .json(body)
             .send()
@@ -489,5 +511,19 @@ impl OrchestratorClient for HttpClient {
     async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError> {
         self.post(&format!("/tasks/{task}/result"), report, Repeat::Safe)
             .await
+    }
+
+    async fn report_snapshots(
+        &self,
+        repository: &str,
+        list: &SnapshotList,
+    ) -> Result<SnapshotsStored, ClientError> {
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/agents/{}/repositories/{repository}/snapshots", self.agent),
+            list,
+            Repeat::Safe,
+        )
+        .await
     }
 }

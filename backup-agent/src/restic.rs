@@ -250,6 +250,12 @@ pub enum Command<'a> {
         /// `--host`: a prune never forgets another host's snapshots in a shared repository.
         host: &'a str,
     },
+    /// `restic snapshots --json`, of one host's snapshots, without a lock (a read that must
+    /// not wait for, or fail on, another host's prune).
+    Snapshots {
+        /// `--host`.
+        host: &'a str,
+    },
     /// `restic unlock`.
     Unlock,
     /// `restic init`.
@@ -299,6 +305,14 @@ pub fn arguments(command: &Command<'_>, version: Option<ResticVersion>) -> Vec<S
             if retry_lock {
                 args.push("--retry-lock=2m".into());
             }
+        }
+        Command::Snapshots { host } => {
+            args.extend([
+                "snapshots".into(),
+                "--json".into(),
+                "--no-lock".into(),
+                format!("--host={host}"),
+            ]);
         }
         Command::Unlock => args.push("unlock".into()),
         Command::Init => args.push("init".into()),

@@ -58,6 +58,7 @@ mod process;
 mod retry;
 mod schedule;
 mod settings;
+mod snapshot;
 mod status;
 mod task;
 mod wire;
@@ -86,6 +87,10 @@ pub use settings::{
     BACKOFF_BASE_SECONDS_RANGE, BANDWIDTH_RANGE, CONCURRENCY_RANGE, CPU_QUOTA_RANGE,
     FAILURE_THRESHOLD_RANGE, MAX_BACKOFF_MINUTES_RANGE, MAX_RETRIES_RANGE, Range, SETTING_FIELDS,
     Settings, SettingsPatch,
+};
+pub use snapshot::{
+    MAX_SNAPSHOTS_PER_REPOSITORY, POLICY_TAG_PREFIX, SnapshotList, SnapshotReport, SnapshotSummary,
+    SnapshotView, SnapshotsStored,
 };
 pub use status::{AgentStatus, SettingsSource, StatusInputs};
 #[cfg(feature = "openapi")]

@@ -32,3 +32,14 @@ pub struct BackupRunFilter {
     /// Only runs in this status.
     pub status: Option<RunStatus>,
 }
+
+/// Filters of `GET /snapshots`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    /// Only snapshots this agent reported.
+    pub agent_id: Option<AgentId>,
+    /// Only snapshots in the repository of this name.
+    pub repository: Option<String>,
+    /// Only snapshots made by this policy's backups.
+    pub policy_id: Option<PolicyId>,
+}

@@ -74,7 +74,7 @@ pub use answers::{
 };
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest};
 pub use error::{Result, StoreError};
-pub use filters::{BackupRunFilter, PolicyFilter, TaskFilter};
+pub use filters::{BackupRunFilter, PolicyFilter, SnapshotFilter, TaskFilter};
 
 use crate::ts::Ts;
 
@@ -141,11 +141,14 @@ pub struct Store {
 macro_rules! on_backend {
     ($self:ident, $pools:ident => $call:expr) => {
         match &$self.backend {
-            Backend::Sqlite($pools) => $call.await,
-            Backend::Postgres($pools) => $call.await,
+            $crate::Backend::Sqlite($pools) => $call.await,
+            $crate::Backend::Postgres($pools) => $call.await,
         }
     };
 }
+
+// The store's API, one file per concept beyond the first ones (they use `on_backend!`).
+mod snapshots;
 
 /// Checks a name: 1-200 characters, not only whitespace.
 pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {

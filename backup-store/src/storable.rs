@@ -4,11 +4,13 @@
 //! - free text is cut to a bound (versions 200 characters, a snapshot id 128, an error
 //!   8,192), so that no agent can fill the server's memory through lists of agents or runs;
 //! - at most 1,000 repositories in backoff are kept;
-//! - a time outside 1970-9999 (PostgreSQL's range is narrower than chrono's) is dropped.
+//! - a time outside 1970-9999 (PostgreSQL's range is narrower than chrono's) is dropped;
+//! - a snapshot list keeps the newest 100,000, each id once, ids of hex digits only, at most
+//!   256 paths and 256 tags each.
 
 use std::borrow::Cow;
 
-use backup_core::{AttemptReport, Heartbeat};
+use backup_core::{AttemptReport, Heartbeat, MAX_SNAPSHOTS_PER_REPOSITORY, SnapshotReport};
 use chrono::Utc;
 
 use crate::cursor;
@@ -84,4 +86,36 @@ pub(crate) fn storable_report(report: &AttemptReport) -> Cow<'_, AttemptReport> 
     storable_time(&mut clean.started_at);
     storable_time(&mut clean.finished_at);
     Cow::Owned(clean)
+}
+
+/// The snapshots of a report worth storing, newest first, and whether some were left out for
+/// the bound (entries without a usable id or time are dropped, not counted).
+pub(crate) fn storable_snapshots(list: &[SnapshotReport]) -> (Vec<SnapshotReport>, bool) {
+    let mut clean: Vec<SnapshotReport> = list
+        .iter()
+        .filter(|s| {
+            (8..=128).contains(&s.id.len())
+                && s.id.bytes().all(|b| b.is_ascii_hexdigit())
+                && !time_out_of_range(Some(s.time))
+        })
+        .cloned()
+        .collect();
+    clean.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.id.cmp(&b.id)));
+    let mut seen = std::collections::HashSet::new();
+    clean.retain(|s| seen.insert(s.id.to_ascii_lowercase()));
+    let truncated = clean.len() > MAX_SNAPSHOTS_PER_REPOSITORY;
+    clean.truncate(MAX_SNAPSHOTS_PER_REPOSITORY);
+    for s in &mut clean {
+        s.id.make_ascii_lowercase();
+        storable_text(&mut s.hostname, 200);
+        s.paths.truncate(backup_core::MAX_PATHS);
+        for p in &mut s.paths {
+            storable_text(p, backup_core::MAX_PATH_BYTES);
+        }
+        s.tags.truncate(256);
+        for t in &mut s.tags {
+            storable_text(t, 256);
+        }
+    }
+    (clean, truncated)
 }

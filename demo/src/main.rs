@@ -166,22 +166,24 @@ async fn status(api: &Api, policies: &[(String, &str)]) -> Result<()> {
             tail(t["lastError"].as_str().unwrap_or(""), 70)
         );
     }
-    let snapshots: Vec<String> = api
-        .items("/backup-runs?status=succeeded&limit=50")
-        .await?
+    // The agent's inventory: what restic holds, as the server lists it (`GET /snapshots`).
+    let all = api.items("/snapshots?limit=500").await?;
+    let snapshots: Vec<String> = all
         .iter()
-        .filter_map(|r| {
-            r["snapshotId"].as_str().map(|s| {
-                format!(
-                    "{s} ({} new files, {} bytes added)",
-                    r["filesNew"], r["dataAdded"]
-                )
-            })
-        })
         .take(3)
+        .map(|s| {
+            format!(
+                "{} of {} ({} new files, {} bytes added)",
+                s["shortId"].as_str().unwrap_or("?"),
+                name_of(&s["policyId"]),
+                s["filesNew"],
+                s["dataAdded"]
+            )
+        })
         .collect();
     println!(
-        "last snapshots: {}",
+        "snapshots in the repositories: {}; newest: {}",
+        all.len(),
         if snapshots.is_empty() {
             "none yet".into()
         } else {

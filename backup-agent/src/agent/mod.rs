@@ -6,7 +6,8 @@
 //! repository's backoff, the repository lock and the concurrency gate, then runs restic as
 //! `invoke.rs` builds it), and the outbox (`outbox.rs`: delivers results until the server
 //! settles them). What a crashed predecessor left behind is cleaned up at start
-//! (`recovery.rs`).
+//! (`recovery.rs`). Beside them, the inventory (`inventory.rs`) reports each repository's
+//! snapshots at start and after every backup or prune that succeeded.
 //!
 //! The mutable state is one [`Shared`] behind one lock, never held across an `.await`. What must
 //! survive a crash goes into the state file through [`Agent::persist`] (`persist.rs`): one write
@@ -16,6 +17,7 @@
 
 mod diagnostics;
 mod heartbeat;
+mod inventory;
 mod invoke;
 mod outbox;
 mod persist;
@@ -114,6 +116,8 @@ pub(crate) struct Shared {
     pub(crate) unlock_first: HashSet<String>,
     /// The last successful heartbeat and the clock skew it showed.
     pub(crate) last_heartbeat: Option<(DateTime<Utc>, i64)>,
+    /// Repositories whose snapshot list the server should get anew (`inventory.rs`).
+    pub(crate) inventory_due: HashSet<String>,
 }
 
 /// The agent. Cheap to clone.
@@ -146,6 +150,7 @@ struct Inner {
     wake_poll: Notify,
     wake_outbox: Notify,
     wake_heartbeat: Notify,
+    wake_inventory: Notify,
     shutdown: CancellationToken,
     /// `<stateDir>/agent.lock`, held (an exclusive `flock`) while the agent lives.
     _state_lock: std::fs::File,
@@ -233,6 +238,7 @@ impl Agent {
             checked_repositories: HashSet::new(),
             unlock_first: HashSet::new(),
             last_heartbeat: None,
+            inventory_due: HashSet::new(),
         }));
         let persister = persist::Persister::spawn(shared.clone(), state_file);
         let (heartbeat_done, _) = tokio::sync::watch::channel(false);
@@ -253,6 +259,7 @@ impl Agent {
                 wake_poll: Notify::new(),
                 wake_outbox: Notify::new(),
                 wake_heartbeat: Notify::new(),
+                wake_inventory: Notify::new(),
                 shutdown: CancellationToken::new(),
                 _state_lock: state_lock,
             }),
@@ -302,6 +309,7 @@ impl Agent {
         loops.spawn(self.clone().heartbeat_loop());
         let poll = tokio::spawn(self.clone().poll_loop(workers.clone()));
         loops.spawn(self.clone().outbox_loop());
+        loops.spawn(self.clone().inventory_loop());
         tokio::select! {
             () = shutdown => {}
             () = self.inner.shutdown.cancelled() => {}

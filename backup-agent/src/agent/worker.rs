@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use backup_core::{AttemptOutcome, AttemptReport, ClaimedTask, ErrorClass};
+use backup_core::{AttemptOutcome, AttemptReport, ClaimedTask, ErrorClass, TaskKind};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -78,6 +78,10 @@ impl Agent {
             .unwrap_or_default();
         let finished = self.execute(&task, &cancel).await;
         self.count_outcome(&task, finished.as_ref().map(|f| &f.report));
+        // A backup or prune that ran may have changed the repository's list of snapshots (a
+        // failed prune may have forgotten some before it failed): the server gets it anew.
+        let changed_snapshots =
+            matches!(task.kind, TaskKind::Backup | TaskKind::Prune) && finished.is_some();
         // One write: restic's process record goes as its result enters the outbox (with the
         // backoff and counters it changes), so a crash leaves one or the other (a record is
         // reported as failed at the next start), never neither.
@@ -123,6 +127,9 @@ impl Agent {
         }
         if reported {
             self.inner.wake_outbox.notify_one();
+        }
+        if changed_snapshots {
+            self.snapshots_changed(&task.repository);
         }
         self.refresh_gauges();
         self.inner.wake_poll.notify_one();

@@ -358,6 +358,14 @@ impl OrchestratorClient for Throttled {
     async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError> {
         self.inner.report(task, report).await
     }
+
+    async fn report_snapshots(
+        &self,
+        repository: &str,
+        list: &backup_core::SnapshotList,
+    ) -> Result<backup_core::SnapshotsStored, ClientError> {
+        self.inner.report_snapshots(repository, list).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,6 +474,14 @@ impl OrchestratorClient for Garbled {
         *self.reports.lock().expect("lock") += 1;
         self.inner.report(task, report).await?;
         Err(ClientError::Unreadable("a proxy's page".into()))
+    }
+
+    async fn report_snapshots(
+        &self,
+        repository: &str,
+        list: &backup_core::SnapshotList,
+    ) -> Result<backup_core::SnapshotsStored, ClientError> {
+        self.inner.report_snapshots(repository, list).await
     }
 }
 
@@ -603,6 +619,14 @@ impl OrchestratorClient for Replaying {
 
     async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError> {
         self.inner.report(task, report).await
+    }
+
+    async fn report_snapshots(
+        &self,
+        repository: &str,
+        list: &backup_core::SnapshotList,
+    ) -> Result<backup_core::SnapshotsStored, ClientError> {
+        self.inner.report_snapshots(repository, list).await
     }
 }
 

@@ -245,6 +245,14 @@ impl OrchestratorClient for Hostile {
     async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError> {
         self.inner.report(task, report).await
     }
+
+    async fn report_snapshots(
+        &self,
+        repository: &str,
+        list: &backup_core::SnapshotList,
+    ) -> Result<backup_core::SnapshotsStored, ClientError> {
+        self.inner.report_snapshots(repository, list).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -396,6 +396,7 @@ impl ProcessRunner for ScriptedRunner {
                 ));
             }
             "cat" | "unlock" | "init" => return Ok(done(0, "", "")),
+            "snapshots" => return Ok(done(0, "[]", "")),
             _ => {}
         }
         let url = env_of(&spec, "RESTIC_REPOSITORY")

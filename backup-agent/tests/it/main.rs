@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod faults;
 mod guardrails;
+mod inventory;
 mod limits;
 mod processes;
 mod real_restic;

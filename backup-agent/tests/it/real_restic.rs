@@ -56,7 +56,7 @@ fn restic_env(repo: &Path, password: &Path, cache: &Path) -> Vec<(String, String
     ]
 }
 
-fn sample_data(dir: &Path, random_bytes: usize) -> PathBuf {
+pub(crate) fn sample_data(dir: &Path, random_bytes: usize) -> PathBuf {
     let data = dir.join("data");
     std::fs::create_dir_all(data.join("sub")).expect("data");
     std::fs::write(data.join("hello.txt"), "hello, restic\n").expect("file");

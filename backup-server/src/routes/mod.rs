@@ -5,6 +5,7 @@ mod agents;
 mod health;
 mod policies;
 mod runs;
+mod snapshots;
 mod tasks;
 mod tenants;
 
@@ -35,6 +36,7 @@ pub(crate) use agents::*;
 pub(crate) use health::*;
 pub(crate) use policies::*;
 pub(crate) use runs::*;
+pub(crate) use snapshots::*;
 pub(crate) use tasks::*;
 pub(crate) use tenants::*;
 
@@ -62,6 +64,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_policy, update_policy, delete_policy))
         .routes(routes!(run_policy))
         .routes(routes!(list_backup_runs))
+        .routes(routes!(report_snapshots))
+        .routes(routes!(list_snapshots))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

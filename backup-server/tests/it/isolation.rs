@@ -196,6 +196,20 @@ async fn every_route_for_every_caller(kind: Kind) {
             200,
         ),
         (
+            Method::GET,
+            "/snapshots".into(),
+            None,
+            Kind2::TenantScope,
+            200,
+        ),
+        (
+            Method::PUT,
+            format!("/agents/{a}/repositories/main/snapshots"),
+            Some(json!({"snapshots": [{"id": "ab".repeat(32), "time": "2026-03-01T00:00:00Z"}]})),
+            Kind2::AgentRoute,
+            200,
+        ),
+        (
             Method::PATCH,
             format!("/agents/{a}/settings"),
             Some(json!({"cpuQuotaPercent": 60})),
@@ -339,8 +353,34 @@ async fn every_route_for_every_caller(kind: Kind) {
 
 async fn lists_and_filters_never_show_another_tenants_objects(kind: Kind) {
     let Some(w) = world(kind).await else { return };
-    let owner_ids = [w.agent.to_string(), w.policy.clone(), w.task.clone()];
+    let snapshot = "cd".repeat(32);
+    let reported = w
+        .h
+        .call(
+            Method::PUT,
+            &format!("/agents/{}/repositories/main/snapshots", w.agent),
+            &w.own_agent,
+            Some(json!({"snapshots": [{"id": snapshot, "time": "2026-03-01T00:00:00Z", "tags": [format!("policy:{}", w.policy)]}]})),
+        )
+        .await;
+    assert_eq!(reported.status, 200, "{}", reported.body);
+    let owner_ids = [
+        w.agent.to_string(),
+        w.policy.clone(),
+        w.task.clone(),
+        snapshot,
+    ];
+    let seen = w.h.get("/snapshots", &w.owner).await;
+    assert_eq!(
+        seen.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        seen.body
+    );
     for path in [
+        "/snapshots".to_owned(),
+        format!("/snapshots?agentId={}", w.agent),
+        format!("/snapshots?policyId={}", w.policy),
         "/agents".to_owned(),
         "/tasks".to_owned(),
         "/policies".to_owned(),

@@ -10,5 +10,6 @@ mod openapi;
 mod replicas;
 mod routes;
 mod scheduler;
+mod snapshots;
 mod socket;
 mod ui;

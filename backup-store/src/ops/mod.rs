@@ -19,6 +19,7 @@ mod policies;
 mod results;
 mod schedule;
 mod sessions;
+mod snapshots;
 mod tasks;
 mod tenants;
 

@@ -9,4 +9,5 @@ mod concurrency;
 mod migrations;
 mod policies;
 mod results;
+mod snapshots;
 mod tenants;

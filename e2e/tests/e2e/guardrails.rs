@@ -257,6 +257,15 @@ async fn a_prune_in_a_shared_repository_leaves_the_other_hosts_snapshots() {
         (1, 2),
         "A's prune forgot one of A's snapshots and none of B's"
     );
+    // The server's inventory follows: each agent lists its own host's snapshots only.
+    for (agent, host, n) in [(&agents[0], "host-a", 1), (&agents[1], "host-b", 2)] {
+        let path = format!("/snapshots?agentId={}&repository=main", agent.id);
+        wait_for(30, "the inventory after the prune", || async {
+            api.all(&path).await.len() == n
+        })
+        .await;
+        assert!(api.all(&path).await.iter().all(|s| s["hostname"] == host));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

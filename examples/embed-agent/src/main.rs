@@ -23,7 +23,8 @@ use backup_agent::{
 use backup_core::{
     AgentId, AttemptReport, ClaimAnswer, ClaimRequest, CreateAgent, Error, Heartbeat,
     HeartbeatAnswer, PolicySpec, ProcessControl, ProcessOutcome, ProcessRunner, ProcessSpec,
-    ScheduleSpec, SystemClock, TaskId, TaskKind, TaskStatus, TaskView,
+    ScheduleSpec, SnapshotList, SnapshotsStored, SystemClock, TaskId, TaskKind, TaskStatus,
+    TaskView,
 };
 use backup_store::{PageRequest, Store, StoreConfig, StoreError, TaskFilter};
 
@@ -108,6 +109,17 @@ impl OrchestratorClient for InProcessClient {
             .report_result(self.agent, task, report)
             .await
             .map(|a| a.task)
+            .map_err(to_client)
+    }
+
+    async fn report_snapshots(
+        &self,
+        repository: &str,
+        list: &SnapshotList,
+    ) -> Result<SnapshotsStored, ClientError> {
+        self.store
+            .replace_snapshots(self.agent, repository, &list.snapshots)
+            .await
             .map_err(to_client)
     }
 }
