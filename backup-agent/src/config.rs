@@ -159,6 +159,9 @@ pub struct AgentConfig {
     pub orchestrator_url: String,
     /// Seconds between claims for new tasks.
     pub polling_interval_seconds: u32,
+    /// Seconds an idle agent's claim asks the server to wait for a task (a long poll: run-now
+    /// starts at once); 0 polls every `pollingIntervalSeconds` instead.
+    pub claim_wait_seconds: u32,
     /// Seconds between heartbeats.
     pub heartbeat_interval_seconds: u32,
     /// This agent's id (from `POST /agents`).
@@ -236,6 +239,7 @@ impl Default for AgentConfig {
         Self {
             orchestrator_url: "http://127.0.0.1:8080".into(),
             polling_interval_seconds: 30,
+            claim_wait_seconds: 25,
             heartbeat_interval_seconds: 60,
             agent_id: None,
             token: None,
@@ -276,7 +280,9 @@ const OWN_KEYS: &[Key] = &[
     Key::new(&["orchestratorUrl"], Kind::Text)
     .doc("The server's base URL (`http://` or `https://`)."),
     Key::new(&["pollingIntervalSeconds"], Kind::Number(SECONDS_PER_DAY))
-    .doc("Seconds between claims for new tasks."),
+    .doc("Seconds between claims for new tasks (while tasks run, or when `claimWaitSeconds` is 0)."),
+    Key::new(&["claimWaitSeconds"], Kind::Number(Range { min: 0, max: 60 }))
+    .doc("Seconds an idle agent's claim asks the server to hold it until a task is there (a long poll: run-now, and new tasks, start within a second); 0 polls every `pollingIntervalSeconds` instead. Kept below the server's `limits.requestTimeoutSeconds` by the server."),
     Key::new(&["heartbeatIntervalSeconds"], Kind::Number(SECONDS_PER_DAY))
     .doc("Seconds between heartbeats (settings and cancellations reach the agent with them)."),
     Key::new(&["agentId"], Kind::Text)

@@ -98,7 +98,7 @@ pub use task::PerKindCounts;
 pub use task::{AttemptOutcome, PerKind, PermanentReason, RunStatus, TaskKind, TaskStatus};
 pub use wire::{
     AgentCreated, AgentView, AttemptReport, BackupRunView, ClaimAnswer, ClaimRequest, ClaimedTask,
-    CreateAgent, CreateTenant, ErrorBody, ErrorCode, ErrorDetail, Heartbeat, HeartbeatAnswer, Page,
-    PolicyView, RepositoryBackoff, RepositoryBackoffView, StartRequest, TaskView, TenantCreated,
-    TokenIssued,
+    CreateAgent, CreateTenant, ErrorBody, ErrorCode, ErrorDetail, Heartbeat, HeartbeatAnswer,
+    MAX_CLAIM_WAIT_SECONDS, Page, PolicyView, RepositoryBackoff, RepositoryBackoffView,
+    StartRequest, TaskView, TenantCreated, TokenIssued,
 };

@@ -193,6 +193,22 @@ pub struct ClaimRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::task::PerKindCounts>))]
     pub per_kind: Option<PerKind<u32>>,
+    /// Seconds the server may hold the request when nothing is claimable, answering as soon
+    /// as a task of this agent becomes claimable (0-60; 0, the default, answers at once).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 60))]
+    pub wait_seconds: u32,
+}
+
+/// The most a claim may ask the server to wait.
+pub const MAX_CLAIM_WAIT_SECONDS: u32 = 60;
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A task handed to an agent.

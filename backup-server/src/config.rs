@@ -95,6 +95,9 @@ pub struct LimitsConfig {
     /// refilled evenly); past it, requests with a token are answered 429 without a database
     /// read. 0 disables.
     pub auth_failures_per_minute: u32,
+    /// Claims held open at once (long polls, `waitSeconds`); past it, claims are answered at
+    /// once. 0 switches long polls off.
+    pub max_waiting_claims: u32,
 }
 
 impl Default for LimitsConfig {
@@ -105,6 +108,7 @@ impl Default for LimitsConfig {
             header_read_timeout_seconds: 10,
             max_connections: 10_000,
             auth_failures_per_minute: 60,
+            max_waiting_claims: 5_000,
         }
     }
 }
@@ -175,6 +179,14 @@ const KEYS: &[Key] = &[
         }),
     )
     .doc("Failed authentications (wrong token, any kind) one client address may make per minute, as a burst refilled evenly; past it, requests with a token get 429 with Retry-After and cost no database read. 0 switches it off. Behind a proxy every client shares the proxy's address."),
+    Key::new(
+        &["limits", "maxWaitingClaims"],
+        Kind::Number(Range {
+            min: 0,
+            max: 1_000_000,
+        }),
+    )
+    .doc("Claims the server holds open at once (an agent's `waitSeconds`: answered as soon as a task of that agent becomes claimable); past it, claims are answered at once. 0 switches long polls off."),
     Key::new(&["ui", "sessionSecret"], Kind::Text)
     .doc("No longer used (dashboard sessions are kept in the database, shared by replicas); accepted with a warning so that older files load."),
 ];

@@ -25,6 +25,7 @@
 mod auth;
 mod cli;
 mod config;
+mod dispatch;
 mod error;
 mod extract;
 mod http;
@@ -129,6 +130,8 @@ impl Server {
         let state = AppState::new(store, config);
         let (stop, stopped) = watch::channel(false);
         let scheduler = tokio::spawn(scheduler::run(state.clone(), stopped.clone()));
+        // Other replicas' new tasks wake this one's waiting claims (PostgreSQL only).
+        tokio::spawn(dispatch::listen(state.clone(), stopped.clone()));
         let router = app(state.clone());
         let http = tokio::spawn(http::serve(
             listener,
@@ -163,6 +166,7 @@ impl Server {
     /// Stops accepting requests, lets those in flight finish, stops the scheduler.
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
+        self.state.waiters().close();
         let _ = self.http.await;
         let _ = self.scheduler.await;
         self.state.store().close().await;

@@ -54,6 +54,7 @@ pub(crate) struct Metrics {
     pub tick_duration: Histogram,
     pub ticks_failed: Counter,
     pub last_tick_policies: Gauge<i64, AtomicI64>,
+    pub waiting_claims: Gauge<i64, AtomicI64>,
     pub agents: Family<StatusLabels, Gauge<i64, AtomicI64>>,
     pub enabled_policies: Gauge<i64, AtomicI64>,
     pub oldest_success_age: Gauge<i64, AtomicI64>,
@@ -132,6 +133,12 @@ impl Metrics {
             "Due policies evaluated in the last tick",
             last_tick_policies.clone(),
         );
+        let waiting_claims = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "waiting_claims",
+            "Agents' claims held open (long polls) right now",
+            waiting_claims.clone(),
+        );
         let agents = Family::<StatusLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
             "agents",
@@ -172,6 +179,7 @@ impl Metrics {
             tick_duration,
             ticks_failed,
             last_tick_policies,
+            waiting_claims,
         }
     }
 

@@ -36,6 +36,7 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
         .schedule_due(config.respect_agent_backoff)
         .await?;
     metrics.tasks_created.inc_by(schedule.created);
+    crate::dispatch::announce(state, &schedule.claimable_agents).await;
     metrics.slots_missed.inc_by(schedule.missed_slots);
     metrics
         .last_tick_policies

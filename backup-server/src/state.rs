@@ -4,6 +4,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use crate::{
     ApiError, ServerConfig,
+    dispatch::Waiters,
     limiter::{Buckets, Rate},
     metrics::Metrics,
 };
@@ -25,6 +26,7 @@ struct Inner {
     started_at: DateTime<Utc>,
     agent_requests: Buckets<AgentId>,
     auth_failures: Buckets<IpAddr>,
+    waiters: Waiters,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
                 started_at,
                 agent_requests: Buckets::default(),
                 auth_failures: Buckets::default(),
+                waiters: Waiters::default(),
             }),
         }
     }
@@ -55,6 +58,11 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The claims held open (long polls).
+    pub(crate) fn waiters(&self) -> &Waiters {
+        &self.inner.waiters
     }
 
     /// When this server started (by the store's clock).

@@ -66,6 +66,7 @@ fn bench_backend<DB: sqlx::Database>(
     let claim = ClaimRequest {
         limit: 2,
         per_kind: None,
+        wait_seconds: 0,
     };
     group.bench_function("Store::claim (nothing due)", |b| {
         b.to_async(rt).iter(|| {

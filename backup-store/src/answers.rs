@@ -62,6 +62,8 @@ pub struct TickReport {
     pub missed_slots: u64,
     /// Due policies left due, by reason.
     pub skipped: BTreeMap<SkipReason, u64>,
+    /// The agents that got a task in this tick (each once): their waiting claims can answer.
+    pub claimable_agents: Vec<AgentId>,
 }
 
 impl TickReport {

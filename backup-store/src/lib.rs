@@ -38,7 +38,7 @@
 //! store.heartbeat(agent.agent.id, &Heartbeat::default()).await?;
 //! let tick = store.schedule_due(true).await?;
 //! assert_eq!(tick.created, 1);
-//! let claimed = store.claim(agent.agent.id, &ClaimRequest { limit: 1, per_kind: None }).await?;
+//! let claimed = store.claim(agent.agent.id, &ClaimRequest { limit: 1, per_kind: None, wait_seconds: 0 }).await?;
 //! assert_eq!(claimed.tasks[0].policy_id, policy.id);
 //! assert_eq!(claimed.tasks[0].attempt, 1);
 //! # Ok(()) }
@@ -73,6 +73,7 @@ pub use answers::{
     AgentPrincipal, FleetSummary, LapseReport, ResultAnswer, TenantListing, TickReport, UiSession,
 };
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest};
+pub use dispatch::ClaimableListener;
 pub use error::{Result, StoreError};
 pub use filters::{BackupRunFilter, PolicyFilter, SnapshotFilter, TaskFilter};
 
@@ -148,6 +149,7 @@ macro_rules! on_backend {
 }
 
 // The store's API, one file per concept beyond the first ones (they use `on_backend!`).
+mod dispatch;
 mod snapshots;
 
 /// Checks a name: 1-200 characters, not only whitespace.
@@ -522,7 +524,11 @@ impl Store {
             ))?;
             match next {
                 Some(key) => after = key,
-                None => return Ok(report),
+                None => {
+                    report.claimable_agents.sort_unstable();
+                    report.claimable_agents.dedup();
+                    return Ok(report);
+                }
             }
         }
     }

@@ -82,4 +82,27 @@ impl Pools {
     pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// `NOTIFY` on [`CLAIMABLE_CHANNEL`] with each agent's id: every replica's listener hears it.
+    pub(crate) async fn announce_claimable(&self, agents: &[uuid::Uuid]) -> Result<()> {
+        // One statement per 1,000 agents: a tick can make tasks for a whole fleet at once.
+        for chunk in agents.chunks(1000) {
+            let ids: Vec<String> = chunk.iter().map(|a| a.to_string()).collect();
+            sqlx::query("SELECT pg_notify($1, id) FROM UNNEST($2::text[]) AS id")
+                .bind(CLAIMABLE_CHANNEL)
+                .bind(ids)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn listen_claimable(&self) -> Result<sqlx::postgres::PgListener> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(CLAIMABLE_CHANNEL).await?;
+        Ok(listener)
+    }
 }
+
+/// The PostgreSQL channel on which replicas announce that an agent has a claimable task.
+pub(crate) const CLAIMABLE_CHANNEL: &str = "backup_claimable";

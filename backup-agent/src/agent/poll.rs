@@ -32,7 +32,15 @@ impl Agent {
                 tracing::info!(limit, held, "Concurrency limit reached");
             }
             was_full = full;
-            if let Some(request) = self.free_slots() {
+            // Claim again at once (no pause): after a long poll that waited, or that got tasks.
+            let mut again = false;
+            if let Some(mut request) = self.free_slots() {
+                // Only an idle agent waits at the server: while tasks run, a freed slot must
+                // lead to a claim with the new counts at once, not after the wait.
+                if held == 0 {
+                    request.wait_seconds = self.inner.config.claim_wait_seconds;
+                }
+                let asked = tokio::time::Instant::now();
                 // A shutdown does not wait for a claim in flight; tasks it claimed anyway go
                 // back to pending when their lease lapses. An answer that arrives first is
                 // taken: its workers see the shutdown and report their tasks interrupted.
@@ -42,6 +50,11 @@ impl Agent {
                 };
                 match answer {
                     Ok(answer) => {
+                        // An empty answer well before the wait ended comes from a server
+                        // without long polls (or one holding too many): poll as before.
+                        again = request.wait_seconds > 0
+                            && (!answer.tasks.is_empty()
+                                || asked.elapsed() >= Duration::from_secs(1));
                         // A hostile or confused server could send more than was asked for.
                         for task in answer.tasks.into_iter().take(request.limit as usize) {
                             if self.hold(&task) {
@@ -57,10 +70,12 @@ impl Agent {
                     }
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(every) => {}
-                () = self.inner.wake_poll.notified() => {}
-                () = self.inner.shutdown.cancelled() => return,
+            if !again {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = self.inner.wake_poll.notified() => {}
+                    () = self.inner.shutdown.cancelled() => return,
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep_until(not_before) => {}
@@ -94,6 +109,7 @@ impl Agent {
         Some(ClaimRequest {
             limit: total,
             per_kind: Some(per_kind),
+            wait_seconds: 0,
         })
     }
 

@@ -97,6 +97,7 @@ async fn a_connection_closed_before_any_answer_is_tried_again_once_for_safe_call
         .claim(&ClaimRequest {
             limit: 1,
             per_kind: None,
+            wait_seconds: 0,
         })
         .await
         .expect_err("closed");

@@ -8,6 +8,7 @@ mod harness;
 mod classifier;
 mod client;
 mod config;
+mod dispatch;
 mod faults;
 mod guardrails;
 mod inventory;

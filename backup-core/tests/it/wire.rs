@@ -134,6 +134,7 @@ fn claim_start_and_result() {
                 check: 1,
                 prune: 0,
             }),
+            wait_seconds: 0,
         },
         "limit, perKind",
     );

@@ -3,7 +3,7 @@
 use axum::{Json, extract::State, http::StatusCode, response::Response};
 use backup_core::{
     AgentCreated, AgentId, AgentView, ClaimAnswer, ClaimRequest, CreateAgent, ErrorBody, Heartbeat,
-    HeartbeatAnswer, Page, Settings, SettingsPatch, TokenIssued,
+    HeartbeatAnswer, MAX_CLAIM_WAIT_SECONDS, Page, Settings, SettingsPatch, TokenIssued,
 };
 
 use super::{Paging, check_name, created};
@@ -152,17 +152,21 @@ pub(crate) async fn heartbeat(
             format!("at most {MAX_HELD_TASKS} task ids in one heartbeat"),
         ));
     }
-    Ok(Json(state.store().heartbeat(id, &body).await?))
+    let answer = state.store().heartbeat(id, &body).await?;
+    // The backoff it reported may have ended: a claim it has waiting looks again.
+    state.waiters().wake(id);
+    Ok(Json(answer))
 }
 
-/// Hands the agent its due tasks, up to its free slots.
+/// Hands the agent its due tasks, up to its free slots; with `waitSeconds`, waits for one when
+/// none is due (a long poll).
 #[utoipa::path(post, path = "/agents/{id}/tasks/claim", tag = "agent protocol", request_body = ClaimRequest,
     params(("id" = String, Path, description = "The calling agent's own id")),
     security(("agent" = [])),
     responses(
         (status = 200, description = "The claimed tasks, leased", body = ClaimAnswer),
         (status = 404, description = "Not the calling agent", body = ErrorBody),
-        (status = 422, description = "limit outside 1-500", body = ErrorBody),
+        (status = 422, description = "limit outside 1-500 or waitSeconds outside 0-60", body = ErrorBody),
     ))]
 pub(crate) async fn claim(
     State(state): State<AppState>,
@@ -179,5 +183,72 @@ pub(crate) async fn claim(
             format!("limit: {} is not allowed; expected 1-500", body.limit),
         ));
     }
-    Ok(Json(state.store().claim(id, &body).await?))
+    if body.wait_seconds > MAX_CLAIM_WAIT_SECONDS {
+        return Err(ApiError::invalid(
+            "waitSeconds",
+            format!(
+                "waitSeconds: {} is not allowed; expected 0-{MAX_CLAIM_WAIT_SECONDS}",
+                body.wait_seconds
+            ),
+        ));
+    }
+    Ok(Json(claim_or_wait(&state, id, &body).await?))
+}
+
+/// Claims at once, or, with `waitSeconds` and nothing claimable, holds the request until a
+/// task of the agent becomes claimable or the wait ends (within the request timeout). Past
+/// `limits.maxWaitingClaims` held at once, answers at once.
+async fn claim_or_wait(
+    state: &AppState,
+    agent: AgentId,
+    request: &ClaimRequest,
+) -> Result<ClaimAnswer, ApiError> {
+    let limits = state.config().limits;
+    // Two seconds before the request timeout, so the answer is never a 408.
+    let wait = request
+        .wait_seconds
+        .min(limits.request_timeout_seconds.saturating_sub(2));
+    let waiting = (wait > 0)
+        .then(|| state.waiters().enter(agent, limits.max_waiting_claims))
+        .flatten();
+    let Some(waiting) = waiting else {
+        return Ok(state.store().claim(agent, request).await?);
+    };
+    state
+        .metrics()
+        .waiting_claims
+        .set(i64::from(state.waiters().waiting()));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait));
+    let answer = loop {
+        // Listening before looking: a task made between the claim and the wait still wakes it.
+        let woken = waiting.notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let answer = state.store().claim(agent, request).await?;
+        if !answer.tasks.is_empty() {
+            break answer;
+        }
+        // A retry or a backoff that ends within the wait: the claim looks again then.
+        let retry = match state.store().next_claimable_at(agent).await? {
+            Some(at) => (at - state.store().clock().now())
+                .to_std()
+                .unwrap_or_default(),
+            None => std::time::Duration::MAX,
+        };
+        let retry_due = tokio::time::Instant::now()
+            .checked_add(retry)
+            .unwrap_or(deadline);
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep_until(retry_due.min(deadline)), if retry_due < deadline => {}
+            () = tokio::time::sleep_until(deadline) => break answer,
+            () = state.waiters().closed() => break answer,
+        }
+    };
+    drop(waiting);
+    state
+        .metrics()
+        .waiting_claims
+        .set(i64::from(state.waiters().waiting()));
+    Ok(answer)
 }

@@ -142,5 +142,6 @@ pub(crate) async fn run_policy(
 ) -> Result<Response, ApiError> {
     let task: TaskView = state.store().run_policy_now(tenant, id).await?;
     tracing::info!(%tenant, policy = %id, task = %task.id, "run now: task queued");
+    crate::dispatch::announce(&state, &[task.agent_id]).await;
     Ok(created(task))
 }

@@ -6,6 +6,7 @@ mod harness;
 mod isolation;
 
 mod browser;
+mod dispatch;
 mod openapi;
 mod replicas;
 mod routes;

@@ -16,6 +16,35 @@ struct ClaimedRow {
 }
 
 impl Pools {
+    /// The earliest time one of the agent's pending tasks may become claimable by the passing
+    /// of time: a retry's backoff ends, or a backoff the agent reported (its own or a
+    /// repository's), if any.
+    pub(crate) async fn next_claimable_at(&self, ctx: &Ctx, agent: AgentId) -> Result<Option<Ts>> {
+        let now = ctx.now();
+        let retry: Option<Ts> = sqlx::query_scalar(
+            "SELECT MIN(next_retry_at) FROM tasks WHERE agent_id = $1 AND status = 'pending' \
+             AND next_retry_at > $2",
+        )
+        .bind(*agent.as_uuid())
+        .bind(now)
+        .fetch_one(self.read())
+        .await?;
+        let backoff: Option<(Option<Ts>, String)> = sqlx::query_as(
+            "SELECT agent_backoff_until, backoff_repositories FROM agents WHERE id = $1",
+        )
+        .bind(*agent.as_uuid())
+        .fetch_optional(self.read())
+        .await?;
+        let mut ends: Vec<Ts> = retry.into_iter().collect();
+        if let Some((whole, repositories)) = backoff {
+            ends.extend(whole);
+            let repositories: Vec<RepositoryBackoffView> =
+                from_json("backoff repositories", &repositories)?;
+            ends.extend(repositories.iter().map(|r| Ts::new(r.backoff_until)));
+        }
+        Ok(ends.into_iter().filter(|t| *t > now).min())
+    }
+
     pub(crate) async fn claim(
         &self,
         ctx: &Ctx,

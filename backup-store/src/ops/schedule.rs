@@ -212,6 +212,9 @@ impl Pools {
             }
             report.skipped_for_conflict(chunk.len() - advanced.len() - served.len());
             report.created += advanced.len() as u64;
+            report
+                .claimable_agents
+                .extend(advanced.iter().map(|t| AgentId::from_uuid(t.agent)));
             report.missed_slots += advanced.iter().map(|t| t.missed).sum::<u64>();
             advanced.extend(served);
             if advanced.is_empty() {

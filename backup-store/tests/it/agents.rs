@@ -238,6 +238,7 @@ store_test!(
                 &backup_core::ClaimRequest {
                     limit: 1,
                     per_kind: None,
+                    wait_seconds: 0,
                 },
             )
             .await

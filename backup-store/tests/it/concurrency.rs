@@ -44,6 +44,7 @@ store_test!(
                             check: 5,
                             prune: 5,
                         }),
+                        wait_seconds: 0,
                     };
                     let got = store.claim(agent, &request).await.expect("claim");
                     if got.tasks.is_empty() {

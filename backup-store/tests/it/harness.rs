@@ -146,6 +146,7 @@ impl Env {
                 &ClaimRequest {
                     limit: 500,
                     per_kind: None,
+                    wait_seconds: 0,
                 },
             )
             .await

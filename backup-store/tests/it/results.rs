@@ -501,6 +501,7 @@ store_test!(claims_respect_limit_per_kind_and_age, |env| async move {
                     check: 0,
                     prune: 5,
                 }),
+                wait_seconds: 0,
             },
         )
         .await
@@ -522,6 +523,7 @@ store_test!(claims_respect_limit_per_kind_and_age, |env| async move {
             &ClaimRequest {
                 limit: 1,
                 per_kind: None,
+                wait_seconds: 0,
             },
         )
         .await

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                 &ClaimRequest {
                     limit: 10,
                     per_kind: None,
+                    wait_seconds: 0,
                 },
             )
             .await?;
