@@ -22,7 +22,7 @@ struct ApiDoc;
 /// 408 when a request outlives `limits.requestTimeoutSeconds` and 413 for a body over 1 MiB
 /// (any route); 400 for malformed JSON (routes that take a body); 401 for the credentials the
 /// route asks for; 503 when the database does not answer (routes that need it); 429 when an
-/// agent exceeds its request rate.
+/// agent exceeds its request rate or an address its failed authentications.
 struct SharedResponses;
 
 impl SharedResponses {
@@ -83,9 +83,16 @@ impl Modify for SharedResponses {
                 if let Some(description) = unauthorized {
                     add("401", description);
                     add("503", "Database unavailable");
-                }
-                if schemes.iter().any(|s| s == "agent") {
-                    add("429", "Too many requests from this agent");
+                    // Any credentials: past limits.authFailuresPerMinute from one address.
+                    add(
+                        "429",
+                        if schemes.iter().any(|s| s == "agent") {
+                            "Too many requests from this agent, or too many failed \
+                             authentications from this address"
+                        } else {
+                            "Too many failed authentications from this address"
+                        },
+                    );
                 }
                 add("413", "Body over 1 MiB");
                 responses.entry("408".into()).or_insert_with(|| {
