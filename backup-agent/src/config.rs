@@ -124,9 +124,8 @@ impl RepositoryConfig {
 /// A URL with the credentials it may carry hidden, also inside a restic repository URL
 /// (`rest:https://user:pass@host/` -> `rest:https://***@host/`).
 pub(crate) fn hide_credentials(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
+    // Without a scheme (`user:pass@host:8080`), the authority starts the text.
+    let start = url.find("://").map_or(0, |i| i + 3);
     let end = url[start..].find('/').map_or(url.len(), |i| start + i);
     match url[start..end].rfind('@') {
         Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
@@ -567,6 +566,7 @@ mod tests {
             ("http://u:p@h", "http://***@h"),
             ("s3:https://s3.example/b@x", "s3:https://s3.example/b@x"),
             ("/srv/repo", "/srv/repo"),
+            ("u:p@h:8080", "***@h:8080"),
         ] {
             assert_eq!(hide_credentials(url), shown);
         }

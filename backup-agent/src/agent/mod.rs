@@ -284,7 +284,7 @@ impl Agent {
     ) -> Result<(), AgentError> {
         let config = &self.inner.config;
         tracing::info!(
-            server = %redact_url(&config.orchestrator_url),
+            server = %crate::config::hide_credentials(&config.orchestrator_url),
             agent = %config.agent_id.as_deref().unwrap_or("(enrolling)"),
             state_dir = %config.state_dir.display(),
             restic = %self.inner.restic_version.map(|v| v.to_string()).unwrap_or_default(),
@@ -389,17 +389,5 @@ impl Agent {
 
     fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
-    }
-}
-
-/// A URL without the credentials it may carry (`https://user:pass@host` -> `https://host`).
-pub(crate) fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string().trim_end_matches('/').to_owned()
-        }
-        Err(_) => "(not a URL)".to_owned(),
     }
 }

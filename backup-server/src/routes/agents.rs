@@ -229,19 +229,24 @@ async fn claim_or_wait(
             break answer;
         }
         // A retry or a backoff that ends within the wait: the claim looks again then.
-        let retry = match state.store().next_claimable_at(agent).await? {
-            Some(at) => (at - state.store().clock().now())
-                .to_std()
-                .unwrap_or_default(),
-            None => std::time::Duration::MAX,
+        let wake = match state.store().next_claimable_at(agent).await? {
+            Some(at) => {
+                let after = (at - state.store().clock().now())
+                    .to_std()
+                    .unwrap_or_default();
+                tokio::time::Instant::now()
+                    .checked_add(after)
+                    .map_or(deadline, |t| deadline.min(t))
+            }
+            None => deadline,
         };
-        let retry_due = tokio::time::Instant::now()
-            .checked_add(retry)
-            .unwrap_or(deadline);
         tokio::select! {
             () = woken => {}
-            () = tokio::time::sleep_until(retry_due.min(deadline)), if retry_due < deadline => {}
-            () = tokio::time::sleep_until(deadline) => break answer,
+            () = tokio::time::sleep_until(wake) => {
+                if wake == deadline {
+                    break answer;
+                }
+            }
             () = state.waiters().closed() => break answer,
         }
     };
