@@ -15,8 +15,8 @@ use backup_core::{
 use serde_json::json;
 
 use crate::harness::{
-    RunningAgent, Script, Setup, backup_policy, check_policy, env_of, http_client, id_of, logs_of,
-    one_repository, policy_query, setup,
+    RunningAgent, Script, Setup, Tampered, backup_policy, check_policy, env_of, http_client, id_of,
+    logs_of, one_repository, policy_query, setup,
 };
 
 const LOCKED: &str = "unable to create lock in backend: repository is already locked exclusively by PID 14748 on vm by root (UID 0, GID 0)\nlock was created at 2026-11-26 06:59:43 (571.893064ms ago)\nstorage ID c9f33674\nthe `unlock` command can be used to remove stale locks\n";
@@ -738,5 +738,28 @@ async fn a_held_task_whose_repository_enters_backoff_is_handed_back_not_waited_f
         (json!("pending"), json!(0)),
         "back on the server, no retry budget spent"
     );
+    running.stop().await;
+}
+
+/// The claim hands out only tasks whose retry is due (by the server's clock): the agent starts
+/// a claimed task at once, and does not wait for `nextRetryAt` by its own clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_task_starts_at_once_whatever_next_retry_at_says() {
+    let s = one_repository("clock-behind", vec![Script::ok(10)]).await;
+    // Every task it claims says its retry is an hour away: what an agent whose clock runs an
+    // hour behind the server's reads in a retried task.
+    let client = Arc::new(Tampered {
+        claim: Some(Box::new(|answer: &mut ClaimAnswer| {
+            for task in &mut answer.tasks {
+                task.next_retry_at = Some(chrono::Utc::now() + chrono::TimeDelta::hours(1));
+            }
+        })),
+        ..Tampered::of(&s.config)
+    });
+    let policy = s.backup("main").await;
+    let running = s.start_with_client(client).await;
+    s.server
+        .wait_for_success(15, "the backup to run at once", &policy)
+        .await;
     running.stop().await;
 }

@@ -6,20 +6,13 @@
 
 use std::{path::Path, sync::Arc};
 
-use async_trait::async_trait;
-use backup_agent::{
-    Agent, AgentConfig, AgentOptions, ClientError, Configuration, HttpClient, OrchestratorClient,
-    RepositoryConfig,
-};
-use backup_core::{
-    AttemptReport, ClaimAnswer, ClaimRequest, Heartbeat, HeartbeatAnswer, SystemClock, TaskId,
-    TaskView,
-};
+use backup_agent::{Agent, AgentConfig, AgentOptions, Configuration, HttpClient, RepositoryConfig};
+use backup_core::{ClaimAnswer, HeartbeatAnswer, SystemClock};
 use serde_json::Value;
 
 use crate::harness::{
-    ScriptedRunner, Setup, backup_policy, env_of, http_client, one_repository, policy_query,
-    prune_policy,
+    ScriptedRunner, Setup, Tampered, backup_policy, env_of, http_client, one_repository,
+    policy_query, prune_policy,
 };
 
 /// The one task of `policy`, once it has failed.
@@ -213,53 +206,24 @@ async fn every_backup_excludes_the_agents_secrets_and_restic_gets_a_cleared_envi
     );
 }
 
-/// A server that answers heartbeats with `maxConcurrentTasks: 0` (out of range) and claims
-/// with three copies of every task it hands out.
-struct Hostile {
-    inner: HttpClient,
-}
-
-#[async_trait]
-impl OrchestratorClient for Hostile {
-    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatAnswer, ClientError> {
-        let mut answer = self.inner.heartbeat(heartbeat).await?;
-        answer.settings.max_concurrent_tasks = 0;
-        Ok(answer)
-    }
-
-    async fn claim(&self, request: &ClaimRequest) -> Result<ClaimAnswer, ClientError> {
-        let mut answer = self.inner.claim(request).await?;
-        let copies: Vec<_> = answer
-            .tasks
-            .iter()
-            .flat_map(|t| [t.clone(), t.clone()])
-            .collect();
-        answer.tasks.extend(copies);
-        Ok(answer)
-    }
-
-    async fn start(&self, task: TaskId, attempt: u32) -> Result<TaskView, ClientError> {
-        self.inner.start(task, attempt).await
-    }
-
-    async fn report(&self, task: TaskId, report: &AttemptReport) -> Result<TaskView, ClientError> {
-        self.inner.report(task, report).await
-    }
-
-    async fn report_snapshots(
-        &self,
-        repository: &str,
-        list: &backup_core::SnapshotList,
-    ) -> Result<backup_core::SnapshotsStored, ClientError> {
-        self.inner.report_snapshots(repository, list).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_out_of_range_from_the_server_are_ignored_and_the_agent_keeps_working() {
     let s = one_repository("hostile", vec![]).await;
-    let client = Arc::new(Hostile {
-        inner: http_client(&s.config),
+    // A server that answers heartbeats with `maxConcurrentTasks: 0` (out of range) and
+    // claims with three copies of every task it hands out.
+    let client = Arc::new(Tampered {
+        heartbeat: Some(Box::new(|answer: &mut HeartbeatAnswer| {
+            answer.settings.max_concurrent_tasks = 0;
+        })),
+        claim: Some(Box::new(|answer: &mut ClaimAnswer| {
+            let copies: Vec<_> = answer
+                .tasks
+                .iter()
+                .flat_map(|t| [t.clone(), t.clone()])
+                .collect();
+            answer.tasks.extend(copies);
+        })),
+        ..Tampered::of(&s.config)
     });
     let policy = s.backup("main").await;
     let running = s.start_with_client(client).await;

@@ -129,6 +129,24 @@ impl TestServer {
         body
     }
 
+    /// `POST path` with `body` as the tenant: the 201's body.
+    pub(crate) async fn create(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.api.call("POST", path, Some(body)).await;
+        assert_eq!(status, 201, "POST {path}: {answer}");
+        answer
+    }
+
+    /// Waits until the task `task` (a view) has ended, and returns its view then.
+    pub(crate) async fn wait_for_end(&self, secs: u64, what: &str, task: &Value) -> Value {
+        let path = format!("/tasks/{}", id_of(task));
+        self.wait_for(secs, what, || async {
+            let status = self.get(&path).await["status"].clone();
+            status != "pending" && status != "claimed" && status != "running"
+        })
+        .await;
+        self.get(&path).await
+    }
+
     /// Waits until `query` lists `n` tasks.
     pub(crate) async fn wait_for_tasks(&self, secs: u64, what: &str, query: &str, n: usize) {
         self.wait_for(secs, what, || async { self.tasks(query).await.len() == n })
@@ -256,6 +274,77 @@ impl RunningAgent {
             .await
             .expect("agent stops in time")
             .expect("agent task");
+    }
+}
+
+/// A change a test makes to what the server answers.
+type Tamper<T> = Box<dyn Fn(&mut T) + Send + Sync>;
+
+/// The HTTP client, with the server's heartbeat and claim answers changed on their way to the
+/// agent: a server that lies, or a clock that disagrees, at one seam.
+pub(crate) struct Tampered {
+    pub(crate) inner: HttpClient,
+    pub(crate) heartbeat: Option<Tamper<backup_core::HeartbeatAnswer>>,
+    pub(crate) claim: Option<Tamper<backup_core::ClaimAnswer>>,
+}
+
+impl Tampered {
+    /// The client of `config` with nothing changed yet.
+    pub(crate) fn of(config: &AgentConfig) -> Self {
+        Self {
+            inner: http_client(config),
+            heartbeat: None,
+            claim: None,
+        }
+    }
+}
+
+#[async_trait]
+impl OrchestratorClient for Tampered {
+    async fn heartbeat(
+        &self,
+        heartbeat: &backup_core::Heartbeat,
+    ) -> Result<backup_core::HeartbeatAnswer, backup_agent::ClientError> {
+        let mut answer = self.inner.heartbeat(heartbeat).await?;
+        if let Some(tamper) = &self.heartbeat {
+            tamper(&mut answer);
+        }
+        Ok(answer)
+    }
+
+    async fn claim(
+        &self,
+        request: &backup_core::ClaimRequest,
+    ) -> Result<backup_core::ClaimAnswer, backup_agent::ClientError> {
+        let mut answer = self.inner.claim(request).await?;
+        if let Some(tamper) = &self.claim {
+            tamper(&mut answer);
+        }
+        Ok(answer)
+    }
+
+    async fn start(
+        &self,
+        task: backup_core::TaskId,
+        attempt: u32,
+    ) -> Result<backup_core::TaskView, backup_agent::ClientError> {
+        self.inner.start(task, attempt).await
+    }
+
+    async fn report(
+        &self,
+        task: backup_core::TaskId,
+        report: &backup_core::AttemptReport,
+    ) -> Result<backup_core::TaskView, backup_agent::ClientError> {
+        self.inner.report(task, report).await
+    }
+
+    async fn report_snapshots(
+        &self,
+        repository: &str,
+        list: &backup_core::SnapshotList,
+    ) -> Result<backup_core::SnapshotsStored, backup_agent::ClientError> {
+        self.inner.report_snapshots(repository, list).await
     }
 }
 
