@@ -4,9 +4,10 @@
 //!
 //! Per repository (`repositories.<name>` in the agent's file): `allowedPaths` bounds what a
 //! backup may read, `appendOnly` refuses prune and forget, `retentionFloor` is the least a prune
-//! keeps. Every `forget` is scoped to the agent's own `--host`, and the agent's own secrets are
-//! excluded from every backup. A task that breaks a rule fails permanently, with a message that
-//! names the key.
+//! keeps. For the whole agent, `restoreTargets` bounds where a restore may write (a restore
+//! over `/etc` is a way to take a machine). Every `forget` is scoped to the agent's own
+//! `--host`, and the agent's own secrets are excluded from every backup. A task that breaks a
+//! rule fails permanently, with a message that names the key.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -19,15 +20,74 @@ use crate::{AgentConfig, config::RepositoryConfig};
 pub(crate) fn check_task(
     name: &str,
     repository: &RepositoryConfig,
+    restore_targets: &[PathBuf],
     task: &ClaimedTask,
 ) -> Result<(), String> {
     match task.kind {
         TaskKind::Backup => check_backup_paths(name, repository, &task.paths),
         TaskKind::Prune => check_prune(name, repository),
         TaskKind::Check => Ok(()),
+        TaskKind::Restore => {
+            check_snapshot(task)?;
+            let target = task.request.target.as_deref().unwrap_or_default();
+            check_restore_target(restore_targets, target)
+        }
+        TaskKind::Ls => check_snapshot(task),
         other => Err(format!(
             "this agent does not run {other:?} tasks; upgrade it to one that does"
         )),
+    }
+}
+
+/// A restore or a listing names its snapshot by restic's id: hex digits only, so that nothing
+/// the server sends can read as one of restic's flags or as `latest`.
+fn check_snapshot(task: &ClaimedTask) -> Result<(), String> {
+    let id = task.request.snapshot_id.as_deref().unwrap_or_default();
+    backup_core::validate_snapshot_id(id).map_err(|e| format!("the task's {e}"))
+}
+
+/// Whether a restore may write into `target`: an absolute path without `..` under one of the
+/// `restoreTargets`, judged as written and where it leads (a symbolic link inside an allowed
+/// directory that points outside it does not count as inside). The message names the key.
+pub(crate) fn check_restore_target(targets: &[PathBuf], raw: &str) -> Result<(), String> {
+    let path = Path::new(raw);
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return Err(format!(
+            "restoreTargets: the target {raw:?} is not an absolute path without '..'; this agent \
+             restores only under {}",
+            shown(targets)
+        ));
+    }
+    let real = resolved(path);
+    let as_written = targets.iter().any(|t| path.starts_with(t));
+    let where_it_leads = targets.iter().any(|t| real.starts_with(resolved(t)));
+    if as_written && where_it_leads {
+        Ok(())
+    } else {
+        Err(format!(
+            "restoreTargets: the target {raw:?} is outside the directories this agent restores \
+             into ({}); add it to restoreTargets in the agent's file to allow it",
+            shown(targets)
+        ))
+    }
+}
+
+/// Where `path` leads: the real path of its nearest existing ancestor, with the rest appended
+/// (the target of a restore need not exist yet).
+fn resolved(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return missing.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                at = parent;
+            }
+            _ => return path.to_owned(),
+        }
     }
 }
 
@@ -142,6 +202,34 @@ mod tests {
             let e = check_backup_paths("main", &r, &[bad.into()]).expect_err(bad);
             assert!(e.starts_with("repositories.main.allowedPaths:"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_restore_writes_only_under_its_targets_also_through_links() {
+        let dir = std::env::temp_dir().join(format!("guard-{}", std::process::id()));
+        let allowed = dir.join("restores");
+        std::fs::create_dir_all(&allowed).expect("mkdir");
+        let outside = dir.join("etc");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, allowed.join("escape")).expect("symlink");
+        let targets = [allowed.clone()];
+        let ok = |p: &Path| check_restore_target(&targets, &p.display().to_string());
+        assert!(ok(&allowed).is_ok());
+        assert!(
+            ok(&allowed.join("new/deeper")).is_ok(),
+            "a target need not exist"
+        );
+        for bad in [
+            outside.clone(),
+            allowed.join("escape/passwd"),
+            allowed.join("../etc"),
+            dir.join("restoresX"),
+            PathBuf::from("restores"),
+        ] {
+            let e = ok(&bad).expect_err(&bad.display().to_string());
+            assert!(e.starts_with("restoreTargets:"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

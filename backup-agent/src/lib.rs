@@ -80,6 +80,14 @@ pub enum AgentError {
     /// A listener or another I/O resource failed.
     #[error("{0}")]
     Io(String),
+    /// A restore or a listing asked of the library failed.
+    #[error("{message}")]
+    Failed {
+        /// Whether trying again may help.
+        class: backup_core::ErrorClass,
+        /// restic's words, or the guard's refusal naming its key.
+        message: String,
+    },
 }
 
 impl From<ClientError> for AgentError {

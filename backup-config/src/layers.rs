@@ -28,6 +28,8 @@ pub enum Kind {
     Number(Range),
     /// A whole number in the range, or `null` / empty / `unlimited`.
     NullableNumber(Range),
+    /// A list of paths; in the environment, separated by `:` as in `PATH`.
+    Paths,
 }
 
 /// A key the environment may set: its path of YAML names, its kind, and what it is for.
@@ -224,6 +226,7 @@ impl Loader {
                 Kind::Flag => "true, false".to_owned(),
                 Kind::Number(range) => range.to_string(),
                 Kind::NullableNumber(range) => format!("{range}, or null (unlimited)"),
+                Kind::Paths => "absolute paths (`:` between them in the environment)".to_owned(),
             };
             out.push_str(&format!(
                 "| `{}` | `{}` | {default} | {allowed} | {} |\n",
@@ -368,6 +371,12 @@ fn from_env(key: &Key, name: &str, raw: &str) -> Result<Value, ConfigError> {
                     .map_err(|_| not_number(range, ", or unlimited"))?,
             ),
         },
+        Kind::Paths => Value::Array(
+            raw.split(':')
+                .filter(|p| !p.is_empty())
+                .map(|p| Value::String(p.to_owned()))
+                .collect(),
+        ),
     })
 }
 

@@ -83,7 +83,7 @@ struct State {
     /// Tasks in `acquire` at either stage.
     waiting: PerKind<usize>,
     /// Waiting for their kind's permit, first come first served.
-    kind_queues: [VecDeque<usize>; 3],
+    kind_queues: [VecDeque<usize>; TaskKind::ALL.len()],
     /// Holding their kind's permit, waiting for the total, first come first served.
     total_queue: VecDeque<usize>,
     /// Admitted (counted as running) but not yet polled to take their guard, oldest first.

@@ -55,6 +55,7 @@ mod gate;
 mod ids;
 mod policy;
 mod process;
+mod restore;
 mod retry;
 mod schedule;
 mod settings;
@@ -80,6 +81,10 @@ pub use process::MockProcessRunner;
 pub use process::{
     ExitStatus, IoClass, ProcessControl, ProcessEvent, ProcessOutcome, ProcessRunner, ProcessSpec,
     StopSignal, Stopper, Stream, Termination,
+};
+pub use restore::{
+    EntryType, LsEntry, LsRequest, MAX_LS_ENTRIES, RestoreRequest, TaskOutput, TaskRequest,
+    validate_snapshot_id,
 };
 pub use retry::{RetryBudget, RetryDecision};
 pub use schedule::{Schedule, ScheduleSpec};

@@ -172,6 +172,18 @@ impl PolicySpec {
     /// [`Error::Invalid`] naming the first offending field.
     pub fn validate(&self) -> Result<Schedule, Error> {
         validate_name("name", &self.name)?;
+        if !self.kind.is_scheduled() {
+            let names: Vec<&str> = TaskKind::SCHEDULED.iter().map(|k| k.as_str()).collect();
+            return Err(Error::invalid(
+                "kind",
+                self.kind.as_str(),
+                format!(
+                    "one of {} (restores and listings are asked for with POST /restores and \
+                     POST /snapshots/{{id}}/ls)",
+                    names.join(", ")
+                ),
+            ));
+        }
         let schedule = Schedule::parse(&self.schedule)?;
         validate_paths("paths", &self.paths)?;
         validate_paths("excludes", &self.excludes)?;

@@ -46,7 +46,7 @@ pub const FAILURE_THRESHOLD_RANGE: Range = Range { min: 0, max: 100 };
 /// Each setting: its wire name, what it is for people, and its range, in the order of
 /// [`Settings`]'s fields. The dashboard's form and the configuration reference read it, so the
 /// ranges people see are the ones validation applies.
-pub const SETTING_FIELDS: [(&str, &str, Range); 10] = [
+pub const SETTING_FIELDS: [(&str, &str, Range); 11] = [
     (
         "maxConcurrentTasks",
         "Max concurrent tasks",
@@ -65,6 +65,11 @@ pub const SETTING_FIELDS: [(&str, &str, Range); 10] = [
     (
         "maxConcurrentPrunes",
         "Max concurrent prunes",
+        CONCURRENCY_RANGE,
+    ),
+    (
+        "maxConcurrentRestores",
+        "Max concurrent restores",
         CONCURRENCY_RANGE,
     ),
     ("cpuQuotaPercent", "CPU quota %", CPU_QUOTA_RANGE),
@@ -112,6 +117,11 @@ pub struct Settings {
     /// Prunes running at once (1-64, at most maxConcurrentTasks).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 64))]
     pub max_concurrent_prunes: u32,
+    /// Restores running at once (1-64, at most maxConcurrentTasks). Directory listings count
+    /// only against maxConcurrentTasks.
+    #[serde(default = "one")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 64))]
+    pub max_concurrent_restores: u32,
     /// Share of the machine's CPU restic may use, in percent (1-100).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub cpu_quota_percent: u32,
@@ -132,14 +142,21 @@ pub struct Settings {
     pub backoff_failure_threshold: u32,
 }
 
+/// `maxConcurrentRestores` of settings from a server that predates it.
+const fn one() -> u32 {
+    1
+}
+
 impl Default for Settings {
-    /// 1, 1, 1, 1, 50, unlimited, 5, 60, 60, 3: the seed's migration 006 defaults where it has them.
+    /// 1, 1, 1, 1, 1, 50, unlimited, 5, 60, 60, 3: the seed's migration 006 defaults where it
+    /// has them.
     fn default() -> Self {
         Self {
             max_concurrent_tasks: 1,
             max_concurrent_backups: 1,
             max_concurrent_checks: 1,
             max_concurrent_prunes: 1,
+            max_concurrent_restores: 1,
             cpu_quota_percent: 50,
             bandwidth_limit_mbps: None,
             max_retries: 5,
@@ -151,12 +168,14 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The per-kind concurrency limits.
+    /// The per-kind concurrency limits (a directory listing is bounded by the total only).
     pub const fn per_kind_limits(&self) -> PerKind<u32> {
         PerKind {
             backup: self.max_concurrent_backups,
             check: self.max_concurrent_checks,
             prune: self.max_concurrent_prunes,
+            restore: self.max_concurrent_restores,
+            ls: self.max_concurrent_tasks,
         }
     }
 
@@ -191,6 +210,7 @@ impl Settings {
             max_concurrent_backups: Some(self.max_concurrent_backups.into()),
             max_concurrent_checks: Some(self.max_concurrent_checks.into()),
             max_concurrent_prunes: Some(self.max_concurrent_prunes.into()),
+            max_concurrent_restores: Some(self.max_concurrent_restores.into()),
             cpu_quota_percent: Some(self.cpu_quota_percent.into()),
             bandwidth_limit_mbps: Some(self.bandwidth_limit_mbps.map(i64::from)),
             max_retries: Some(self.max_retries.into()),
@@ -261,6 +281,17 @@ pub struct SettingsPatch {
         schema(nullable = false, minimum = 1, maximum = 64)
     )]
     pub max_concurrent_prunes: Option<i64>,
+    /// Restores running at once (1-64, at most maxConcurrentTasks); absent: unchanged.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(nullable = false, minimum = 1, maximum = 64)
+    )]
+    pub max_concurrent_restores: Option<i64>,
     /// Share of the machine's CPU restic may use, in percent (1-100); absent: unchanged.
     #[serde(
         default,
@@ -362,6 +393,9 @@ impl SettingsPatch {
             max_concurrent_backups: patch.max_concurrent_backups.or(self.max_concurrent_backups),
             max_concurrent_checks: patch.max_concurrent_checks.or(self.max_concurrent_checks),
             max_concurrent_prunes: patch.max_concurrent_prunes.or(self.max_concurrent_prunes),
+            max_concurrent_restores: patch
+                .max_concurrent_restores
+                .or(self.max_concurrent_restores),
             cpu_quota_percent: patch.cpu_quota_percent.or(self.cpu_quota_percent),
             bandwidth_limit_mbps: patch.bandwidth_limit_mbps.or(self.bandwidth_limit_mbps),
             max_retries: patch.max_retries.or(self.max_retries),
@@ -394,6 +428,11 @@ impl SettingsPatch {
                 "maxConcurrentPrunes",
                 self.max_concurrent_prunes,
                 changed.max_concurrent_prunes.is_some(),
+            ),
+            (
+                "maxConcurrentRestores",
+                self.max_concurrent_restores,
+                changed.max_concurrent_restores.is_some(),
             ),
         ] {
             let value = required(field, value)?;
@@ -477,6 +516,7 @@ impl SettingsPatch {
             max_concurrent_backups: u(self.max_concurrent_backups),
             max_concurrent_checks: u(self.max_concurrent_checks),
             max_concurrent_prunes: u(self.max_concurrent_prunes),
+            max_concurrent_restores: u(self.max_concurrent_restores),
             cpu_quota_percent: u(self.cpu_quota_percent),
             bandwidth_limit_mbps: self
                 .bandwidth_limit_mbps
@@ -517,7 +557,7 @@ mod tests {
             serde_json::to_value(d).expect("serializes"),
             serde_json::json!({
                 "maxConcurrentTasks": 1, "maxConcurrentBackups": 1, "maxConcurrentChecks": 1,
-                "maxConcurrentPrunes": 1, "cpuQuotaPercent": 50, "bandwidthLimitMbps": null,
+                "maxConcurrentPrunes": 1, "maxConcurrentRestores": 1, "cpuQuotaPercent": 50, "bandwidthLimitMbps": null,
                 "maxRetries": 5, "maxBackoffMinutes": 60, "backoffBaseSeconds": 60,
                 "backoffFailureThreshold": 3
             })

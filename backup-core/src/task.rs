@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// The three restic operations the orchestrator schedules.
+/// The restic operations the orchestrator runs: three that policies schedule, and two that a
+/// person asks for (restore, and `ls` for the snapshot browser).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -18,33 +19,61 @@ pub enum TaskKind {
     Check,
     /// `restic forget --prune`: needs its repository to itself.
     Prune,
+    /// `restic restore`: shares its repository, like a backup.
+    Restore,
+    /// `restic ls` of one directory level: takes no repository lock.
+    Ls,
 }
 
 impl TaskKind {
     /// Every kind, in a fixed order (`index()` order).
-    pub const ALL: [TaskKind; 3] = [TaskKind::Backup, TaskKind::Check, TaskKind::Prune];
+    pub const ALL: [TaskKind; 5] = [
+        TaskKind::Backup,
+        TaskKind::Check,
+        TaskKind::Prune,
+        TaskKind::Restore,
+        TaskKind::Ls,
+    ];
 
-    /// A dense index (0, 1, 2) for per-kind arrays.
+    /// The kinds a policy schedules.
+    pub const SCHEDULED: [TaskKind; 3] = [TaskKind::Backup, TaskKind::Check, TaskKind::Prune];
+
+    /// A dense index (0 to 4) for per-kind arrays.
     pub const fn index(self) -> usize {
         match self {
             TaskKind::Backup => 0,
             TaskKind::Check => 1,
             TaskKind::Prune => 2,
+            TaskKind::Restore => 3,
+            TaskKind::Ls => 4,
         }
     }
 
-    /// The wire name (`backup`, `check`, `prune`).
+    /// The wire name (`backup`, `check`, `prune`, `restore`, `ls`).
     pub const fn as_str(self) -> &'static str {
         match self {
             TaskKind::Backup => "backup",
             TaskKind::Check => "check",
             TaskKind::Prune => "prune",
+            TaskKind::Restore => "restore",
+            TaskKind::Ls => "ls",
         }
     }
 
     /// Whether the task needs its repository to itself (check and prune do).
     pub const fn is_exclusive(self) -> bool {
-        !matches!(self, TaskKind::Backup)
+        matches!(self, TaskKind::Check | TaskKind::Prune)
+    }
+
+    /// Whether the task takes the agent's lock of its repository at all (`ls` only reads, and
+    /// a person browsing waits for no prune).
+    pub const fn locks_repository(self) -> bool {
+        !matches!(self, TaskKind::Ls)
+    }
+
+    /// Whether a policy schedules this kind (restore and ls are asked for by people).
+    pub const fn is_scheduled(self) -> bool {
+        matches!(self, TaskKind::Backup | TaskKind::Check | TaskKind::Prune)
     }
 }
 
@@ -262,7 +291,9 @@ wire_enum_text!(
     ]
 );
 
-/// Per-kind numbers (limits, counts, free slots), with the wire shape `{backup, check, prune}`.
+/// Per-kind numbers (limits, counts, free slots), with the wire shape `{backup, check, prune,
+/// restore, ls}`. A kind missing from a body reads as the default (0): an agent from before
+/// restore existed claims no restore it could not run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PerKind<T> {
@@ -272,6 +303,10 @@ pub struct PerKind<T> {
     pub check: T,
     /// For prunes.
     pub prune: T,
+    /// For restores.
+    pub restore: T,
+    /// For directory listings.
+    pub ls: T,
 }
 
 impl<T: Copy> PerKind<T> {
@@ -281,6 +316,8 @@ impl<T: Copy> PerKind<T> {
             backup: value,
             check: value,
             prune: value,
+            restore: value,
+            ls: value,
         }
     }
 
@@ -290,6 +327,8 @@ impl<T: Copy> PerKind<T> {
             TaskKind::Backup => self.backup,
             TaskKind::Check => self.check,
             TaskKind::Prune => self.prune,
+            TaskKind::Restore => self.restore,
+            TaskKind::Ls => self.ls,
         }
     }
 
@@ -299,6 +338,8 @@ impl<T: Copy> PerKind<T> {
             TaskKind::Backup => &mut self.backup,
             TaskKind::Check => &mut self.check,
             TaskKind::Prune => &mut self.prune,
+            TaskKind::Restore => &mut self.restore,
+            TaskKind::Ls => &mut self.ls,
         }
     }
 
@@ -308,6 +349,8 @@ impl<T: Copy> PerKind<T> {
             backup: f(TaskKind::Backup),
             check: f(TaskKind::Check),
             prune: f(TaskKind::Prune),
+            restore: f(TaskKind::Restore),
+            ls: f(TaskKind::Ls),
         }
     }
 }
@@ -315,12 +358,18 @@ impl<T: Copy> PerKind<T> {
 /// The OpenAPI schema of `PerKind<u32>` (utoipa cannot derive it for the generic type).
 #[cfg(feature = "openapi")]
 #[derive(Debug, utoipa::ToSchema)]
-#[schema(description = "A number for each task kind: backup, check, prune.")]
+#[schema(
+    description = "A number for each task kind: backup, check, prune, restore, ls (a kind left out counts 0)."
+)]
 pub struct PerKindCounts {
     /// For backups.
-    pub backup: u32,
+    pub backup: Option<u32>,
     /// For checks.
-    pub check: u32,
+    pub check: Option<u32>,
     /// For prunes.
-    pub prune: u32,
+    pub prune: Option<u32>,
+    /// For restores.
+    pub restore: Option<u32>,
+    /// For directory listings.
+    pub ls: Option<u32>,
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     AgentId, AgentStatus, AttemptOutcome, BackupRunId, ErrorClass, PerKind, PermanentReason,
     PolicyId, PolicySpec, Retention, RunStatus, Settings, SettingsPatch, SettingsSource, TaskId,
-    TaskKind, TaskStatus, TenantId,
+    TaskKind, TaskOutput, TaskRequest, TaskStatus, TenantId,
 };
 
 /// `POST /tenants` body.
@@ -218,8 +218,8 @@ fn is_zero(n: &u32) -> bool {
 pub struct ClaimedTask {
     /// The task.
     pub id: TaskId,
-    /// Its policy.
-    pub policy_id: PolicyId,
+    /// Its policy (`null` for a restore or a listing, which people ask for).
+    pub policy_id: Option<PolicyId>,
     /// What to run.
     pub kind: TaskKind,
     /// This attempt's number (1 for the first); report it back with start and result.
@@ -243,6 +243,9 @@ pub struct ClaimedTask {
     /// Keep rules for prune.
     #[serde(default)]
     pub retention: Option<Retention>,
+    /// A restore's or a listing's snapshot and what to do with it.
+    #[serde(flatten)]
+    pub request: TaskRequest,
 }
 
 /// The claim's answer.
@@ -296,6 +299,9 @@ pub struct AttemptReport {
     /// Bytes added to the repository.
     #[serde(default)]
     pub data_added: Option<u64>,
+    /// What a restore restored, or a listing's entries.
+    #[serde(flatten)]
+    pub output: TaskOutput,
 }
 
 impl AttemptReport {
@@ -312,6 +318,7 @@ impl AttemptReport {
             snapshot_id: None,
             files_new: None,
             data_added: None,
+            output: TaskOutput::none(),
         }
     }
 }
@@ -323,8 +330,8 @@ impl AttemptReport {
 pub struct TaskView {
     /// Its id.
     pub id: TaskId,
-    /// Its policy.
-    pub policy_id: PolicyId,
+    /// Its policy (`null` for a restore or a listing).
+    pub policy_id: Option<PolicyId>,
     /// Its agent.
     pub agent_id: AgentId,
     /// What it runs.
@@ -353,6 +360,15 @@ pub struct TaskView {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The repository of a restore or a listing (a policy's task runs on its policy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// A restore's or a listing's snapshot and what to do with it.
+    #[serde(flatten)]
+    pub request: TaskRequest,
+    /// What its successful attempt restored or listed.
+    #[serde(flatten)]
+    pub output: TaskOutput,
 }
 
 /// One attempt, as the API shows it.
@@ -364,8 +380,8 @@ pub struct BackupRunView {
     pub id: BackupRunId,
     /// Its task.
     pub task_id: TaskId,
-    /// Its policy.
-    pub policy_id: PolicyId,
+    /// Its policy (`null` for a restore or a listing).
+    pub policy_id: Option<PolicyId>,
     /// Its agent.
     pub agent_id: AgentId,
     /// What ran.

@@ -39,7 +39,7 @@
 //! let tick = store.schedule_due(true).await?;
 //! assert_eq!(tick.created, 1);
 //! let claimed = store.claim(agent.agent.id, &ClaimRequest { limit: 1, per_kind: None, wait_seconds: 0 }).await?;
-//! assert_eq!(claimed.tasks[0].policy_id, policy.id);
+//! assert_eq!(claimed.tasks[0].policy_id, Some(policy.id));
 //! assert_eq!(claimed.tasks[0].attempt, 1);
 //! # Ok(()) }
 //! ```
@@ -150,6 +150,7 @@ macro_rules! on_backend {
 
 // The store's API, one file per concept beyond the first ones (they use `on_backend!`).
 mod dispatch;
+mod restores;
 mod snapshots;
 
 /// Checks a name: 1-200 characters, not only whitespace.

@@ -6,7 +6,7 @@
 use backup_core::{
     AgentId, AgentView, BackupRunId, BackupRunView, ErrorClass, PermanentReason, PolicyId,
     PolicySpec, PolicyView, RepositoryBackoffView, Retention, RunStatus, ScheduleSpec, Settings,
-    SettingsSource, StatusInputs, TaskId, TaskKind, TaskStatus, TaskView,
+    SettingsSource, StatusInputs, TaskId, TaskKind, TaskOutput, TaskRequest, TaskStatus, TaskView,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
@@ -74,6 +74,8 @@ macro_rules! settings_columns {
             $p,
             "max_concurrent_prunes, ",
             $p,
+            "max_concurrent_restores, ",
+            $p,
             "cpu_quota_percent, ",
             $p,
             "bandwidth_limit_mbps, ",
@@ -131,6 +133,7 @@ pub(crate) struct SettingsColumns {
     pub max_concurrent_backups: Option<i32>,
     pub max_concurrent_checks: Option<i32>,
     pub max_concurrent_prunes: Option<i32>,
+    pub max_concurrent_restores: Option<i32>,
     pub cpu_quota_percent: Option<i32>,
     pub bandwidth_limit_mbps: Option<i32>,
     pub max_retries: i32,
@@ -150,6 +153,7 @@ impl SettingsColumns {
             max_concurrent_backups: or(self.max_concurrent_backups, d.max_concurrent_backups),
             max_concurrent_checks: or(self.max_concurrent_checks, d.max_concurrent_checks),
             max_concurrent_prunes: or(self.max_concurrent_prunes, d.max_concurrent_prunes),
+            max_concurrent_restores: or(self.max_concurrent_restores, d.max_concurrent_restores),
             cpu_quota_percent: or(self.cpu_quota_percent, d.cpu_quota_percent),
             bandwidth_limit_mbps: self.bandwidth_limit_mbps.map(unsigned),
             max_retries: unsigned(self.max_retries),
@@ -292,7 +296,7 @@ impl PolicyRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct TaskRow {
     pub id: Uuid,
-    pub policy_id: Uuid,
+    pub policy_id: Option<Uuid>,
     pub agent_id: Uuid,
     pub kind: String,
     pub status: String,
@@ -308,13 +312,20 @@ pub(crate) struct TaskRow {
     pub lease_expires_at: Option<Ts>,
     pub created_at: Ts,
     pub updated_at: Ts,
+    /// A restore's or a listing's repository (a policy's task runs on its policy's).
+    pub repository: Option<String>,
+    /// A restore's or a listing's [`TaskRequest`], as JSON.
+    pub request: Option<String>,
+    /// What its successful attempt found ([`TaskOutput`]), as JSON.
+    pub output: Option<String>,
 }
 
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.policy_id, t.agent_id, t.kind, t.status, \
     t.attempt, t.started_attempt, COALESCE(t.retry_count, 0) AS retry_count, \
     COALESCE(t.max_retries, 5) AS max_retries, t.next_retry_at, \
     COALESCE(t.failed_permanently, FALSE) AS failed_permanently, t.permanent_reason, \
-    t.last_error, t.slot, t.lease_expires_at, t.created_at, t.updated_at";
+    t.last_error, t.slot, t.lease_expires_at, t.created_at, t.updated_at, t.repository, \
+    t.request, t.output";
 
 impl TaskRow {
     /// Its key in the newest-first lists.
@@ -333,10 +344,17 @@ impl TaskRow {
         parse("task kind", &self.kind)
     }
 
+    /// A restore's or a listing's request (empty for the scheduled kinds).
+    pub(crate) fn request(&self) -> Result<TaskRequest> {
+        self.request
+            .as_deref()
+            .map_or(Ok(TaskRequest::default()), |r| from_json("task request", r))
+    }
+
     pub(crate) fn view(&self) -> Result<TaskView> {
         Ok(TaskView {
             id: TaskId::from_uuid(self.id),
-            policy_id: PolicyId::from_uuid(self.policy_id),
+            policy_id: self.policy_id.map(PolicyId::from_uuid),
             agent_id: AgentId::from_uuid(self.agent_id),
             kind: self.kind()?,
             status: self.status()?,
@@ -355,6 +373,12 @@ impl TaskRow {
             lease_expires_at: self.lease_expires_at.map(Ts::get),
             created_at: self.created_at.get(),
             updated_at: self.updated_at.get(),
+            repository: self.repository.clone(),
+            request: self.request()?,
+            output: self
+                .output
+                .as_deref()
+                .map_or(Ok(TaskOutput::none()), |o| from_json("task output", o))?,
         })
     }
 }
@@ -363,7 +387,7 @@ impl TaskRow {
 pub(crate) struct RunRow {
     pub id: Uuid,
     pub task_id: Uuid,
-    pub policy_id: Uuid,
+    pub policy_id: Option<Uuid>,
     pub agent_id: Uuid,
     pub kind: String,
     pub attempt: i32,
@@ -399,7 +423,7 @@ impl RunRow {
         Ok(BackupRunView {
             id: BackupRunId::from_uuid(self.id),
             task_id: TaskId::from_uuid(self.task_id),
-            policy_id: PolicyId::from_uuid(self.policy_id),
+            policy_id: self.policy_id.map(PolicyId::from_uuid),
             agent_id: AgentId::from_uuid(self.agent_id),
             kind: parse("run kind", &self.kind)?,
             attempt: unsigned(self.attempt),

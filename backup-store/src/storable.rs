@@ -6,11 +6,16 @@
 //! - at most 1,000 repositories in backoff are kept;
 //! - a time outside 1970-9999 (PostgreSQL's range is narrower than chrono's) is dropped;
 //! - a snapshot list keeps the newest 100,000, each id once, ids of hex digits only, at most
-//!   256 paths and 256 tags each.
+//!   256 paths and 256 tags each;
+//! - a listing keeps at most 10,000 entries (and says `truncated` past that), each path at most
+//!   4,096 bytes; a time out of range is dropped.
 
 use std::borrow::Cow;
 
-use backup_core::{AttemptReport, Heartbeat, MAX_SNAPSHOTS_PER_REPOSITORY, SnapshotReport};
+use backup_core::{
+    AttemptReport, Heartbeat, MAX_LS_ENTRIES, MAX_PATH_BYTES, MAX_SNAPSHOTS_PER_REPOSITORY,
+    SnapshotReport,
+};
 use chrono::Utc;
 
 use crate::cursor;
@@ -73,10 +78,15 @@ pub(crate) fn storable_heartbeat(heartbeat: &Heartbeat) -> Cow<'_, Heartbeat> {
 }
 
 pub(crate) fn storable_report(report: &AttemptReport) -> Cow<'_, AttemptReport> {
+    let entries = report.output.entries.as_deref().unwrap_or_default();
     let dirty = text_needs(report.error.as_deref(), 8192)
         || text_needs(report.snapshot_id.as_deref(), 128)
         || time_out_of_range(report.started_at)
-        || time_out_of_range(report.finished_at);
+        || time_out_of_range(report.finished_at)
+        || entries.len() > MAX_LS_ENTRIES
+        || entries
+            .iter()
+            .any(|e| text_needs(Some(&e.path), MAX_PATH_BYTES) || time_out_of_range(e.mtime));
     if !dirty {
         return Cow::Borrowed(report);
     }
@@ -85,6 +95,16 @@ pub(crate) fn storable_report(report: &AttemptReport) -> Cow<'_, AttemptReport> 
     storable(&mut clean.snapshot_id, 128);
     storable_time(&mut clean.started_at);
     storable_time(&mut clean.finished_at);
+    if let Some(entries) = &mut clean.output.entries {
+        if entries.len() > MAX_LS_ENTRIES {
+            entries.truncate(MAX_LS_ENTRIES);
+            clean.output.truncated = true;
+        }
+        for entry in entries {
+            storable_text(&mut entry.path, MAX_PATH_BYTES);
+            storable_time(&mut entry.mtime);
+        }
+    }
     Cow::Owned(clean)
 }
 

@@ -23,7 +23,9 @@ pub use client::{
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{DEFAULT_POSTGRES_URL, TestDatabase};
-pub use restic::{pseudo_random, random_tree, restic_command, snapshots};
+pub use restic::{
+    ls, ls_nodes, pseudo_random, random_tree, restic_command, snapshots, tree_digest,
+};
 #[cfg(feature = "store")]
 pub use store::fleet;
 pub use wait::wait_for;

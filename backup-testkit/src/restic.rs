@@ -64,3 +64,90 @@ pub fn random_tree(dir: &Path, name: &str, files: usize, size: usize) -> PathBuf
     }
     root
 }
+
+/// The nodes `restic ls --json <snapshot> [dir]` prints (without its snapshot line): the whole
+/// tree without `dir`, `dir` and the entries one level below it with one.
+///
+/// # Panics
+/// When restic fails.
+pub fn ls_nodes(
+    repo: &Path,
+    password: &Path,
+    cache: &Path,
+    snapshot: &str,
+    dir: Option<&str>,
+) -> Vec<Value> {
+    let out = restic_command(repo, password, cache)
+        .args(["ls", "--json", "--no-lock", snapshot])
+        .args(dir)
+        .output()
+        .expect("restic ls");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["struct_type"] == "node")
+        .collect()
+}
+
+/// The entries one level below `dir` in a snapshot, as `restic ls` lists them.
+///
+/// # Panics
+/// When restic fails.
+pub fn ls(repo: &Path, password: &Path, cache: &Path, snapshot: &str, dir: &str) -> Vec<Value> {
+    let prefix = format!("{}/", dir.trim_end_matches('/'));
+    ls_nodes(repo, password, cache, snapshot, Some(dir))
+        .into_iter()
+        .filter(|v| {
+            v["path"]
+                .as_str()
+                .and_then(|p| p.strip_prefix(&prefix))
+                .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+        })
+        .collect()
+}
+
+/// Every file under `root` (symbolic links as their target's text), by path relative to
+/// `root`, with the SHA-256 of its bytes: two trees are equal byte for byte when their digests
+/// are.
+///
+/// # Panics
+/// When a file cannot be read.
+pub fn tree_digest(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    let mut digests = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).expect("metadata");
+        let relative = path
+            .strip_prefix(root)
+            .expect("under root")
+            .display()
+            .to_string();
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir") {
+                stack.push(entry.expect("entry").path());
+            }
+            continue;
+        }
+        let bytes = if meta.file_type().is_symlink() {
+            std::fs::read_link(&path)
+                .expect("link")
+                .display()
+                .to_string()
+                .into_bytes()
+        } else {
+            std::fs::read(&path).expect("read")
+        };
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        digests.insert(relative, digest);
+    }
+    digests
+}

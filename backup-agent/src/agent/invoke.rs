@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Agent,
+    restore::{self, Output},
     worker::{BackoffChange, Finished},
 };
 use crate::{
@@ -22,6 +23,14 @@ use crate::{
     restic::{self, Classified, Command, FailureKind},
     state::ProcessRecord,
 };
+
+/// Whether an attempt's outcome feeds the backoff of its repository: the scheduled kinds do.
+/// A restore or a listing that a person asked for is rare and says little about the health of
+/// the repository (a target without room, a path that does not exist); it neither starts nor
+/// ends a backoff.
+fn counts_for_backoff(task: &ClaimedTask) -> bool {
+    task.kind.is_scheduled()
+}
 
 /// What restic inherits from the agent's environment: the search path, the home and temporary
 /// directories, the locale. Everything else it needs comes from the repository's configuration.
@@ -89,10 +98,12 @@ impl Agent {
     ) -> Option<Finished> {
         let settings = self.shared().settings;
         let version = self.inner.restic_version;
-        let tags = vec![
-            format!("policy:{}", task.policy_id),
-            format!("task:{}", task.id),
-        ];
+        let mut tags: Vec<String> = task
+            .policy_id
+            .iter()
+            .map(|p| format!("policy:{p}"))
+            .collect();
+        tags.push(format!("task:{}", task.id));
         let retention = guard::effective_retention(task.retention, repo);
         let mut excludes = task.excludes.clone();
         excludes.extend(guard::own_secrets(&self.inner.config));
@@ -118,6 +129,17 @@ impl Agent {
                 retention: &retention,
                 host: &self.inner.options.hostname,
             },
+            TaskKind::Restore | TaskKind::Ls => match restore::command(task, version) {
+                Ok(command) => command,
+                Err(refused) => {
+                    return Some(Finished::failed(
+                        task.attempt,
+                        ErrorClass::Permanent,
+                        refused,
+                        None,
+                    ));
+                }
+            },
             // A kind this agent does not know is never run as something else (the guard
             // refuses it before it gets here).
             other => {
@@ -131,9 +153,11 @@ impl Agent {
             }
         };
         let mut spec = self.spec(repo, restic::arguments(&command, version), Some(task.kind));
-        let minutes = task
-            .timeout_minutes
-            .unwrap_or(self.inner.config.task_timeout_minutes);
+        let minutes = task.timeout_minutes.unwrap_or_else(|| match task.kind {
+            // A person waits for a listing: it has minutes, not the hours of a backup.
+            TaskKind::Ls => restore::LS_TIMEOUT_MINUTES.min(self.inner.config.task_timeout_minutes),
+            _ => self.inner.config.task_timeout_minutes,
+        });
         spec.timeout = Some(Duration::from_secs(u64::from(minutes) * 60));
 
         let (stopper, stop) = StopSignal::pair();
@@ -152,8 +176,8 @@ impl Agent {
             let agent = self.clone();
             let (task_id, attempt, kind, repository) =
                 (task.id, task.attempt, task.kind, task.repository.clone());
+            let mut output = Output::for_task(task);
             tokio::spawn(async move {
-                let mut summary_lines = Vec::new();
                 while let Some(event) = rx.recv().await {
                     match event {
                         ProcessEvent::Started { pid, pgid } => {
@@ -170,13 +194,11 @@ impl Agent {
                         ProcessEvent::Line {
                             stream: Stream::Stdout,
                             line,
-                        } if line.contains("\"summary\"") => {
-                            summary_lines.push(line);
-                        }
+                        } => output.push_line(line),
                         _ => {}
                     }
                 }
-                summary_lines
+                output
             })
         };
         let result = self
@@ -191,7 +213,7 @@ impl Agent {
             )
             .await;
         stop_on_cancel.abort();
-        let summary_lines = recorder.await.unwrap_or_default();
+        let output = recorder.await.unwrap_or_else(|_| Output::for_task(task));
         self.shared().ledger.release(task.id);
         // The process record stays until the result is in the outbox (see `work`).
 
@@ -230,7 +252,7 @@ impl Agent {
                     task.attempt,
                     ErrorClass::Retriable,
                     format!("timed out after {minutes} minutes"),
-                    Some(Scope::Repository(task.repository.clone())),
+                    counts_for_backoff(task).then(|| Scope::Repository(task.repository.clone())),
                 );
                 finished.report.exit_code = report.exit_code;
                 return Some(finished);
@@ -250,14 +272,9 @@ impl Agent {
                     if partial {
                         report.error = Some("some files could not be read (restic exit 3)".into());
                     }
-                    if let Some(summary) =
-                        restic::parse_summary(summary_lines.iter().map(String::as_str))
-                    {
-                        report.snapshot_id = summary.snapshot_id;
-                        report.files_new = Some(summary.files_new);
-                        report.data_added = Some(summary.data_added);
-                    }
-                    Some(BackoffChange::Success(task.repository.clone()))
+                    output.fill(task, &mut report).await;
+                    counts_for_backoff(task)
+                        .then(|| BackoffChange::Success(task.repository.clone()))
                 }
                 Classified::Interrupted => {
                     report.outcome = AttemptOutcome::Interrupted;
@@ -276,7 +293,7 @@ impl Agent {
                         self.shared().unlock_first.insert(task.repository.clone());
                     }
                     report.error = Some(message.clone());
-                    (class == ErrorClass::Retriable).then(|| {
+                    (class == ErrorClass::Retriable && counts_for_backoff(task)).then(|| {
                         // A full disk is the machine's fault, not the repository's.
                         let scope = if kind == FailureKind::DiskFull {
                             Scope::Agent

@@ -23,6 +23,7 @@ mod outbox;
 mod persist;
 mod poll;
 mod recovery;
+mod restore;
 mod worker;
 
 use std::{

@@ -76,7 +76,7 @@ impl Agent {
             .get(&id)
             .map(|h| h.cancel.clone())
             .unwrap_or_default();
-        let finished = self.execute(&task, &cancel).await;
+        let finished = self.execute(&task, &cancel, true).await;
         self.count_outcome(&task, finished.as_ref().map(|f| &f.report));
         // A backup or prune that ran may have changed the repository's list of snapshots (a
         // failed prune may have forgotten some before it failed): the server gets it anew.
@@ -180,7 +180,14 @@ impl Agent {
         }
     }
 
-    async fn execute(&self, task: &ClaimedTask, cancel: &CancellationToken) -> Option<Finished> {
+    /// Runs a held task up to its result; `from_server` says whether the server handed it out
+    /// (and is told that it starts) or an embedder asked for it directly.
+    pub(super) async fn execute(
+        &self,
+        task: &ClaimedTask,
+        cancel: &CancellationToken,
+        from_server: bool,
+    ) -> Option<Finished> {
         let Some(repo) = self
             .inner
             .config
@@ -199,8 +206,9 @@ impl Agent {
                 None,
             ));
         };
-        if let Err(refused) = crate::guard::check_task(&task.repository, &repo, task) {
-            tracing::error!(task = %task.id, policy = %task.policy_id, reason = %refused, "refused a task");
+        let targets = self.inner.config.restore_targets();
+        if let Err(refused) = crate::guard::check_task(&task.repository, &repo, &targets, task) {
+            tracing::error!(task = %task.id, kind = task.kind.as_str(), reason = %refused, "refused a task");
             return Some(Finished::failed(
                 task.attempt,
                 ErrorClass::Permanent,
@@ -217,10 +225,15 @@ impl Agent {
         if let Some(until) = self.backoff_until(&task.repository) {
             return Some(self.handed_back(task, until));
         }
-        let repo_lock = tokio::select! {
-            guard = self.inner.locks.acquire(&task.repository, exclusive) => guard,
-            () = cancel.cancelled() => return None,
-            () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
+        // A listing takes no lock: a person browsing waits for no prune.
+        let repo_lock = if task.kind.locks_repository() {
+            Some(tokio::select! {
+                guard = self.inner.locks.acquire(&task.repository, exclusive) => guard,
+                () = cancel.cancelled() => return None,
+                () = self.inner.shutdown.cancelled() => return self.given_up(task, cancel),
+            })
+        } else {
+            None
         };
         let slot = tokio::select! {
             guard = self.inner.gate.acquire(task.kind) => guard,
@@ -238,9 +251,11 @@ impl Agent {
             held.running = true;
         }
         self.refresh_gauges();
-        match self.report_start(task).await {
-            StartAnswer::Go => {}
-            StartAnswer::NotOurs => return None,
+        if from_server {
+            match self.report_start(task).await {
+                StartAnswer::Go => {}
+                StartAnswer::NotOurs => return None,
+            }
         }
         let started_at = self.now();
         let unlock_first = self.shared().unlock_first.remove(&task.repository);

@@ -76,6 +76,36 @@ fn environment_overrides_with_the_documented_names() {
 }
 
 #[test]
+fn restores_write_under_the_state_directory_unless_the_file_says_otherwise() {
+    let c =
+        AgentConfig::parse("stateDir: /var/lib/agent\n", "agent.yaml", env(&[])).expect("loads");
+    assert_eq!(
+        c.restore_targets(),
+        [std::path::PathBuf::from("/var/lib/agent/restores")]
+    );
+    let c = AgentConfig::parse(
+        "restoreTargets: [/srv/restores]\n",
+        "agent.yaml",
+        env(&[("BACKUP_AGENT_RESTORE_TARGETS", "/mnt/a:/mnt/b")]),
+    )
+    .expect("loads");
+    assert_eq!(
+        c.restore_targets(),
+        [
+            std::path::PathBuf::from("/mnt/a"),
+            std::path::PathBuf::from("/mnt/b")
+        ]
+    );
+    let e = AgentConfig::parse("restoreTargets: [restores]\n", "file agent.yaml", env(&[]))
+        .expect_err("relative")
+        .to_string();
+    assert!(
+        e.starts_with("restoreTargets:") && e.contains("file agent.yaml"),
+        "{e}"
+    );
+}
+
+#[test]
 fn errors_name_key_value_range_and_source() {
     let e = AgentConfig::parse("cpuQuotaPercent: 150\n", "file agent.yaml", env(&[]))
         .expect_err("out of range")

@@ -15,4 +15,5 @@ mod inventory;
 mod limits;
 mod processes;
 mod real_restic;
+mod restore;
 mod state;

@@ -18,7 +18,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn kind_of(i: u8) -> TaskKind {
-    TaskKind::ALL[usize::from(i % 3)]
+    TaskKind::ALL[usize::from(i) % TaskKind::ALL.len()]
 }
 
 /// Counts what the test itself sees running, and checks it against the limits in force at the
@@ -55,14 +55,18 @@ impl Observed {
 }
 
 fn limits_strategy() -> impl Strategy<Value = GateLimits> {
-    (1u32..=8, 1u32..=8, 1u32..=8, 1u32..=8).prop_map(|(total, backup, check, prune)| GateLimits {
-        total,
-        per_kind: PerKind {
-            backup,
-            check,
-            prune,
+    (1u32..=8, 1u32..=8, 1u32..=8, 1u32..=8, 1u32..=8, 1u32..=8).prop_map(
+        |(total, backup, check, prune, restore, ls)| GateLimits {
+            total,
+            per_kind: PerKind {
+                backup,
+                check,
+                prune,
+                restore,
+                ls,
+            },
         },
-    })
+    )
 }
 
 /// Runs `tasks` (kind, hold ms) through the gate while `resizes` (at ms, limits) are applied;

@@ -10,6 +10,7 @@ fn documented_rules_accept(p: &SettingsPatch) -> bool {
         v(p.max_concurrent_backups),
         v(p.max_concurrent_checks),
         v(p.max_concurrent_prunes),
+        v(p.max_concurrent_restores),
     ];
     let cap = v(p.max_backoff_minutes);
     let base = v(p.backoff_base_seconds);
@@ -38,7 +39,13 @@ fn near(lo: i64, hi: i64) -> impl Strategy<Value = i64> {
 
 fn full_patch() -> impl Strategy<Value = SettingsPatch> {
     (
-        (near(1, 64), near(1, 64), near(1, 64), near(1, 64)),
+        (
+            near(1, 64),
+            near(1, 64),
+            near(1, 64),
+            near(1, 64),
+            near(1, 64),
+        ),
         (
             near(1, 100),
             proptest::option::of(near(1, 100_000)),
@@ -47,11 +54,12 @@ fn full_patch() -> impl Strategy<Value = SettingsPatch> {
         (near(1, 1440), near(1, 3600), near(0, 100)),
     )
         .prop_map(
-            |((t, b, c, p), (cpu, bw, retries), (cap, base, threshold))| SettingsPatch {
+            |((t, b, c, p, r), (cpu, bw, retries), (cap, base, threshold))| SettingsPatch {
                 max_concurrent_tasks: Some(t),
                 max_concurrent_backups: Some(b),
                 max_concurrent_checks: Some(c),
                 max_concurrent_prunes: Some(p),
+                max_concurrent_restores: Some(r),
                 cpu_quota_percent: Some(cpu),
                 bandwidth_limit_mbps: Some(bw),
                 max_retries: Some(retries),
@@ -94,6 +102,7 @@ proptest! {
             max_backoff_minutes: pick(7, patch.max_backoff_minutes),
             backoff_base_seconds: pick(8, patch.backoff_base_seconds),
             backoff_failure_threshold: pick(9, patch.backoff_failure_threshold),
+            max_concurrent_restores: pick(10, patch.max_concurrent_restores),
             source: None,
         };
         let merged = current.to_patch().merge(&partial);

@@ -133,16 +133,28 @@ fn claim_start_and_result() {
                 backup: 2,
                 check: 1,
                 prune: 0,
+                restore: 1,
+                ls: 3,
             }),
             wait_seconds: 0,
         },
         "limit, perKind",
     );
-    assert_eq!(keys(&json["perKind"]), set("backup, check, prune"));
+    assert_eq!(
+        keys(&json["perKind"]),
+        set("backup, check, prune, restore, ls")
+    );
+    // An agent from before restores names three kinds: it is handed none of the others.
+    let old: ClaimRequest = serde_json::from_value(
+        json!({"limit": 2, "perKind": {"backup": 1, "check": 1, "prune": 1}}),
+    )
+    .expect("an older agent's claim");
+    let per_kind = old.per_kind.expect("perKind");
+    assert_eq!((per_kind.restore, per_kind.ls), (0, 0));
     round_trip(
         &ClaimedTask {
             id: TaskId::new(),
-            policy_id: PolicyId::new(),
+            policy_id: Some(PolicyId::new()),
             kind: TaskKind::Prune,
             attempt: 2,
             retry_count: 1,
@@ -156,9 +168,35 @@ fn claim_start_and_result() {
                 keep_last: Some(3),
                 ..Retention::default()
             }),
+            request: TaskRequest::default(),
         },
         "id, policyId, kind, attempt, retryCount, maxRetries, nextRetryAt, timeoutMinutes, paths, \
          excludes, repository, retention",
+    );
+    round_trip(
+        &ClaimedTask {
+            id: TaskId::new(),
+            policy_id: None,
+            kind: TaskKind::Restore,
+            attempt: 1,
+            retry_count: 0,
+            max_retries: 5,
+            next_retry_at: None,
+            timeout_minutes: None,
+            paths: vec![],
+            excludes: vec![],
+            repository: "main".into(),
+            retention: None,
+            request: TaskRequest {
+                snapshot_id: Some("0123abcd".repeat(8)),
+                include: vec!["/etc/hosts".into()],
+                target: Some("/var/restores/x".into()),
+                dry_run: true,
+                path: None,
+            },
+        },
+        "id, policyId, kind, attempt, retryCount, maxRetries, nextRetryAt, timeoutMinutes, paths, \
+         excludes, repository, retention, snapshotId, include, target, dryRun",
     );
     round_trip(&StartRequest { attempt: 1 }, "attempt");
     let report = AttemptReport {
@@ -178,6 +216,26 @@ fn claim_start_and_result() {
     );
     assert_eq!(json["outcome"], "failed");
     assert_eq!(json["errorKind"], "retriable");
+    let listed = AttemptReport {
+        output: TaskOutput {
+            entries: Some(vec![LsEntry {
+                path: "/srv/a".into(),
+                entry_type: EntryType::Dir,
+                size: None,
+                mtime: Some(at("2026-01-01T00:00:00Z")),
+            }]),
+            truncated: true,
+            ..TaskOutput::none()
+        },
+        ..AttemptReport::new(1, AttemptOutcome::Succeeded)
+    };
+    let json = round_trip(
+        &listed,
+        "attempt, outcome, errorKind, error, exitCode, startedAt, finishedAt, snapshotId, filesNew, \
+         dataAdded, entries, truncated",
+    );
+    assert_eq!(keys(&json["entries"][0]), set("path, type, mtime"));
+    assert_eq!(json["entries"][0]["type"], "dir");
 }
 
 #[test]
@@ -185,7 +243,7 @@ fn task_run_and_policy_views() {
     let json = round_trip(
         &TaskView {
             id: TaskId::new(),
-            policy_id: PolicyId::new(),
+            policy_id: Some(PolicyId::new()),
             agent_id: AgentId::new(),
             kind: TaskKind::Backup,
             status: TaskStatus::FailedPermanently,
@@ -200,6 +258,9 @@ fn task_run_and_policy_views() {
             lease_expires_at: None,
             created_at: at("2026-01-01T00:00:00Z"),
             updated_at: at("2026-01-01T00:00:00Z"),
+            repository: None,
+            request: TaskRequest::default(),
+            output: TaskOutput::none(),
         },
         "id, policyId, agentId, kind, status, attempt, retryCount, maxRetries, nextRetryAt, \
          failedPermanently, permanentReason, lastError, slot, leaseExpiresAt, createdAt, updatedAt",
@@ -211,7 +272,7 @@ fn task_run_and_policy_views() {
         &BackupRunView {
             id: BackupRunId::new(),
             task_id: TaskId::new(),
-            policy_id: PolicyId::new(),
+            policy_id: Some(PolicyId::new()),
             agent_id: AgentId::new(),
             kind: TaskKind::Backup,
             attempt: 1,

@@ -4,6 +4,7 @@
 mod agents;
 mod health;
 mod policies;
+mod restores;
 mod runs;
 mod snapshots;
 mod tasks;
@@ -35,6 +36,7 @@ use crate::{
 pub(crate) use agents::*;
 pub(crate) use health::*;
 pub(crate) use policies::*;
+pub(crate) use restores::*;
 pub(crate) use runs::*;
 pub(crate) use snapshots::*;
 pub(crate) use tasks::*;
@@ -66,6 +68,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_backup_runs))
         .routes(routes!(report_snapshots))
         .routes(routes!(list_snapshots))
+        .routes(routes!(create_restore))
+        .routes(routes!(list_snapshot_directory))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -146,7 +146,7 @@ fn policies_markup(
                 fieldset.grid {
                     div { label for="name" { "Name" } input id="name" name="name" value=(values.name); @if let Some(m) = error_for("name") { div.error { (m) } } }
                     div { label for="agentId" { "Agent" } select id="agentId" name="agentId" { @for a in agents { option value=(a.id) selected[values.agent_id == a.id.to_string()] { (a.name) } } } }
-                    div { label for="kind" { "Kind" } select id="kind" name="kind" { @for k in TaskKind::ALL { option value=(k.as_str()) selected[values.kind == k.as_str()] { (k.as_str()) } } } }
+                    div { label for="kind" { "Kind" } select id="kind" name="kind" { @for k in TaskKind::SCHEDULED { option value=(k.as_str()) selected[values.kind == k.as_str()] { (k.as_str()) } } } }
                     div { label for="every" { "Every (e.g. 6h), or" } input id="every" name="every" value=(values.every); }
                     div { label for="cron" { "Cron (5 fields)" } input id="cron" name="cron" value=(values.cron); }
                     div { label for="timezone" { "Time zone (cron)" } input id="timezone" name="timezone" value=(values.timezone) placeholder="UTC"; @if let Some(m) = error_for("schedule") { div.error { (m) } } }

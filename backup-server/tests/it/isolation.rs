@@ -35,6 +35,9 @@ enum Kind2 {
     TenantObject,
     /// A tenant route on the caller's own scope (lists, creates, token rotation).
     TenantScope,
+    /// A tenant route whose body names one of the owner's agents (a restore, a listing):
+    /// other tenants get 422 on `agentId`.
+    TenantBody,
     /// An agent route on the owning agent or its task: other agents get 404.
     AgentRoute,
     /// Open to all.
@@ -49,7 +52,9 @@ fn expected(kind: Kind2, caller: Caller, success: u16) -> u16 {
         (Kind2::TenantObject, Owner) => success,
         (Kind2::TenantObject, OtherTenant) => 404,
         (Kind2::TenantScope, Owner | OtherTenant) => success,
-        (Kind2::TenantObject | Kind2::TenantScope, _) => 401,
+        (Kind2::TenantBody, Owner) => success,
+        (Kind2::TenantBody, OtherTenant) => 422,
+        (Kind2::TenantObject | Kind2::TenantScope | Kind2::TenantBody, _) => 401,
         (Kind2::AgentRoute, OwnAgent) => success,
         (Kind2::AgentRoute, OtherAgent) => 404,
         (Kind2::AgentRoute, _) => 401,
@@ -135,12 +140,39 @@ macro_rules! on_both {
 on_both!(every_route_for_every_caller);
 on_both!(lists_and_filters_never_show_another_tenants_objects);
 
+/// One row of the matrix: method, path, body, what the route is, its status on success.
+type Row = (Method, String, Option<Value>, Kind2, u16);
+
+/// Calls every row as every caller and checks each cell's status (and the error body of each
+/// 401 and 404).
+async fn check_rows(w: &World, rows: &[Row]) {
+    for (method, path, body, kind, success) in rows {
+        for caller in CALLERS {
+            let answer =
+                w.h.call(method.clone(), path, &w.auth(caller), body.clone())
+                    .await;
+            let want = expected(*kind, caller, *success);
+            assert_eq!(
+                answer.status, want,
+                "{method} {path} as {caller:?}: {}",
+                answer.body
+            );
+            if answer.status == 401 || answer.status == 404 {
+                assert!(
+                    answer.body["error"]["code"].is_string(),
+                    "the documented error body"
+                );
+            }
+        }
+    }
+}
+
 async fn every_route_for_every_caller(kind: Kind) {
     let Some(w) = world(kind).await else { return };
     let (a, p, t) = (w.agent, w.policy.clone(), w.task.clone());
     // (method, path, body, kind, status on success). Mutating routes come last, each on
     // objects no other row needs afterwards.
-    let routes: Vec<(Method, String, Option<Value>, Kind2, u16)> = vec![
+    let routes: Vec<Row> = vec![
         (Method::GET, "/healthz".into(), None, Kind2::Public, 200),
         (Method::GET, "/readyz".into(), None, Kind2::Public, 200),
         (Method::GET, "/metrics".into(), None, Kind2::Public, 200),
@@ -238,25 +270,7 @@ async fn every_route_for_every_caller(kind: Kind) {
             200,
         ),
     ];
-    for (method, path, body, kind, success) in &routes {
-        for caller in CALLERS {
-            let answer =
-                w.h.call(method.clone(), path, &w.auth(caller), body.clone())
-                    .await;
-            let want = expected(*kind, caller, *success);
-            assert_eq!(
-                answer.status, want,
-                "{method} {path} as {caller:?}: {}",
-                answer.body
-            );
-            if answer.status == 401 || answer.status == 404 {
-                assert!(
-                    answer.body["error"]["code"].is_string(),
-                    "the documented error body"
-                );
-            }
-        }
-    }
+    check_rows(&w, &routes).await;
     // The claim above (as the owning agent) took the task: start and result as each caller.
     for (step, body) in [
         ("start", json!({"attempt": 1})),
@@ -274,6 +288,27 @@ async fn every_route_for_every_caller(kind: Kind) {
             );
         }
     }
+    // Restores and listings of the snapshot reported above (after the claim, which must take
+    // the world's task and not one of these).
+    let asked: Vec<Row> = vec![
+        (
+            Method::POST,
+            "/restores".into(),
+            Some(
+                json!({"agentId": a, "repository": "main", "snapshotId": "ab".repeat(4), "target": "/var/restores/x"}),
+            ),
+            Kind2::TenantBody,
+            201,
+        ),
+        (
+            Method::POST,
+            format!("/snapshots/{}/ls", "ab".repeat(32)),
+            Some(json!({"agentId": a, "repository": "main", "path": "/srv"})),
+            Kind2::TenantBody,
+            201,
+        ),
+    ];
+    check_rows(&w, &asked).await;
     // Destructive tenant routes, each on a fresh object per caller.
     for caller in CALLERS {
         let fresh = w.h.agent(&w.owner_tenant, "victim").await;

@@ -250,7 +250,8 @@ where
         "UPDATE agents SET max_concurrent_tasks = $2, max_concurrent_backups = $3, \
          max_concurrent_checks = $4, max_concurrent_prunes = $5, cpu_quota_percent = $6, \
          bandwidth_limit_mbps = $7, max_retries = $8, max_backoff_minutes = $9, \
-         backoff_base_seconds = $10, backoff_failure_threshold = $11, settings_source = $12 \
+         backoff_base_seconds = $10, backoff_failure_threshold = $11, settings_source = $12, \
+         max_concurrent_restores = $14 \
          WHERE id = $1 AND ($13 IS NULL OR settings_source = $13)",
     )
     .bind(agent)
@@ -266,6 +267,7 @@ where
     .bind(i32_of(s.backoff_failure_threshold))
     .bind(source.as_str())
     .bind(only_while.map(SettingsSource::as_str))
+    .bind(i32_of(s.max_concurrent_restores))
     .execute(executor)
     .await?;
     Ok(done.rows_affected() > 0)

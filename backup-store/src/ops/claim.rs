@@ -3,17 +3,21 @@
 
 use super::*;
 
-/// A claimed task with what the agent needs of its policy.
+/// A claimed task with what the agent needs of its policy (none for a restore or a listing).
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
     #[sqlx(flatten)]
     task: TaskRow,
     timeout_minutes: Option<i32>,
-    paths: String,
-    excludes: String,
-    repository: String,
+    paths: Option<String>,
+    excludes: Option<String>,
+    policy_repository: Option<String>,
     retention: Option<String>,
 }
+
+/// A task's repository: its own (a restore or a listing) or its policy's.
+const TASK_REPOSITORY: &str =
+    "COALESCE(t.repository, (SELECT p.repository FROM policies p WHERE p.id = t.policy_id))";
 
 impl Pools {
     /// The earliest time one of the agent's pending tasks may become claimable by the passing
@@ -110,8 +114,7 @@ impl Pools {
                 String::new()
             } else {
                 format!(
-                    " AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.id = t.policy_id \
-                     AND p.repository IN ({}))",
+                    " AND {TASK_REPOSITORY} NOT IN ({})",
                     placeholders(5, backed_off.len())
                 )
             };
@@ -150,8 +153,9 @@ impl Pools {
         }
         q.execute(&mut *tx).await?;
         let sql = format!(
-            "SELECT {TASK_COLUMNS}, p.timeout_minutes, p.paths, p.excludes, p.repository, p.retention \
-             FROM tasks t JOIN policies p ON p.id = t.policy_id WHERE t.id IN ({}) \
+            "SELECT {TASK_COLUMNS}, p.timeout_minutes, p.paths, p.excludes, \
+             p.repository AS policy_repository, p.retention \
+             FROM tasks t LEFT JOIN policies p ON p.id = t.policy_id WHERE t.id IN ({}) \
              ORDER BY t.slot, t.id",
             placeholders(1, ids.len())
         );
@@ -162,6 +166,9 @@ impl Pools {
         let rows = q.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let mut tasks = Vec::with_capacity(rows.len());
+        let list = |what: &str, json: Option<&str>| -> Result<Vec<String>> {
+            json.map_or(Ok(Vec::new()), |j| from_json(what, j))
+        };
         for row in rows {
             let view = row.task.view()?;
             tasks.push(ClaimedTask {
@@ -173,14 +180,18 @@ impl Pools {
                 max_retries: view.max_retries,
                 next_retry_at: view.next_retry_at,
                 timeout_minutes: row.timeout_minutes.and_then(|t| u32::try_from(t).ok()),
-                paths: from_json("policy paths", &row.paths)?,
-                excludes: from_json("policy excludes", &row.excludes)?,
-                repository: row.repository,
+                paths: list("policy paths", row.paths.as_deref())?,
+                excludes: list("policy excludes", row.excludes.as_deref())?,
+                repository: view
+                    .repository
+                    .or(row.policy_repository)
+                    .unwrap_or_default(),
                 retention: row
                     .retention
                     .as_deref()
                     .map(|r| from_json("retention", r))
                     .transpose()?,
+                request: view.request,
             });
         }
         Ok(ClaimAnswer { tasks })

@@ -16,6 +16,7 @@ mod fleet;
 mod heartbeat;
 mod leases;
 mod policies;
+mod restores;
 mod results;
 mod schedule;
 mod sessions;
@@ -204,7 +205,14 @@ impl Pools {
 
 /// Keeps a policy's last run and last success with it: `status` finished at `at` (a run older
 /// than the one recorded, a late result, changes nothing).
-async fn note_policy_run(tx: &mut Tx, policy: Uuid, status: RunStatus, at: Ts) -> Result<()> {
+async fn note_policy_run(
+    tx: &mut Tx,
+    policy: Option<Uuid>,
+    status: RunStatus,
+    at: Ts,
+) -> Result<()> {
+    // A restore or a listing belongs to no policy.
+    let Some(policy) = policy else { return Ok(()) };
     let success = matches!(status, RunStatus::Succeeded | RunStatus::Partial);
     sqlx::query(
         "UPDATE policies SET last_run_at = $2, last_run_status = $3, \

@@ -118,10 +118,11 @@ async fn record_result(
             let view = if resolves {
                 sqlx::query(
                     "UPDATE tasks SET status = 'succeeded', next_retry_at = NULL, lease_expires_at = NULL, \
-                     last_error = NULL, updated_at = $2 WHERE id = $1",
+                     last_error = NULL, updated_at = $2, output = $3 WHERE id = $1",
                 )
                 .bind(task.id)
                 .bind(now)
+                .bind((!report.output.is_empty()).then(|| to_json(&report.output)))
                 .execute(&mut **tx)
                 .await?;
                 Some(task_by_id(tx, task.id).await?.view()?)
@@ -179,14 +180,18 @@ async fn record_result(
             } else {
                 TaskStatus::Succeeded
             };
+            // What a restore restored or a listing listed stays with the task.
+            let output = (status == TaskStatus::Succeeded && !report.output.is_empty())
+                .then(|| to_json(&report.output));
             sqlx::query(
                 "UPDATE tasks SET status = $4, next_retry_at = NULL, lease_expires_at = NULL, \
-                 last_error = $2, updated_at = $3 WHERE id = $1",
+                 last_error = $2, updated_at = $3, output = COALESCE($5, output) WHERE id = $1",
             )
             .bind(task.id)
             .bind(report.error.as_deref())
             .bind(now)
             .bind(status.as_str())
+            .bind(output)
             .execute(&mut **tx)
             .await?;
         }

@@ -43,6 +43,7 @@ store_test!(
                             backup: 5,
                             check: 5,
                             prune: 5,
+                            ..PerKind::default()
                         }),
                         wait_seconds: 0,
                     };
@@ -200,7 +201,11 @@ store_test!(
             for id in &policies {
                 let policy = env.store.get_policy(t.id, *id).await.expect("policy");
                 let next = policy.next_due_at.expect("enabled");
-                for task in tasks.items.iter().filter(|task| task.policy_id == *id) {
+                for task in tasks
+                    .items
+                    .iter()
+                    .filter(|task| task.policy_id == Some(*id))
+                {
                     assert!(
                         task.slot < next,
                         "round {round}: {id} is due again at {next}, the slot of {}",

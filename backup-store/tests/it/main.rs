@@ -8,6 +8,7 @@ mod agents;
 mod concurrency;
 mod migrations;
 mod policies;
+mod restores;
 mod results;
 mod snapshots;
 mod tenants;

@@ -15,21 +15,24 @@ struct Ids {
     agent: Uuid,
     policy: Uuid,
     task: Uuid,
+    run: Uuid,
 }
 
 /// Rows as the system before EPIC 15 would have written them (base columns only).
 fn base_rows(ids: &Ids, ts: &str, uuid: impl Fn(Uuid) -> String) -> String {
-    let (t, a, p, k) = (
+    let (t, a, p, k, r) = (
         uuid(ids.tenant),
         uuid(ids.agent),
         uuid(ids.policy),
         uuid(ids.task),
+        uuid(ids.run),
     );
     format!(
         "INSERT INTO tenants (id, name, token_hash, created_at) VALUES ({t}, 'old', 'deadbeef', {ts});
          INSERT INTO agents (id, tenant_id, name, hostname, token_hash, created_at) VALUES ({a}, {t}, 'old-agent', 'old.example', 'cafe', {ts});
          INSERT INTO policies (id, tenant_id, agent_id, name, kind, created_at, updated_at) VALUES ({p}, {t}, {a}, 'old-policy', 'backup', {ts}, {ts});
-         INSERT INTO tasks (id, tenant_id, policy_id, agent_id, kind, status, created_at, updated_at) VALUES ({k}, {t}, {p}, {a}, 'backup', 'pending', {ts}, {ts});"
+         INSERT INTO tasks (id, tenant_id, policy_id, agent_id, kind, status, created_at, updated_at) VALUES ({k}, {t}, {p}, {a}, 'backup', 'pending', {ts}, {ts});
+         INSERT INTO backup_runs (id, tenant_id, task_id, policy_id, agent_id, kind, status, snapshot_id, files_new, data_added, created_at) VALUES ({r}, {t}, {k}, {p}, {a}, 'backup', 'succeeded', '1a2b3c4d', 3, 4096, {ts});"
     )
 }
 
@@ -63,6 +66,30 @@ async fn check_upgraded(store: &Store, ids: &Ids) {
         .get_policy(tenant, PolicyId::from_uuid(ids.policy))
         .await
         .expect("old policy readable");
+    assert_eq!(task.policy_id, Some(policy.id));
+    // The runs survived the rebuild that lets a task have no policy (migration 0014).
+    let runs = store
+        .list_backup_runs(
+            tenant,
+            &backup_store::BackupRunFilter {
+                task_id: Some(task.id),
+                ..backup_store::BackupRunFilter::default()
+            },
+            &backup_store::PageRequest::default(),
+        )
+        .await
+        .expect("old runs readable");
+    assert_eq!(runs.items.len(), 1);
+    let run = &runs.items[0];
+    assert_eq!(
+        (
+            run.policy_id,
+            run.snapshot_id.as_deref(),
+            run.files_new,
+            run.data_added
+        ),
+        (Some(policy.id), Some("1a2b3c4d"), Some(3), Some(4096))
+    );
     assert_eq!(policy.spec.max_task_retries, None);
     assert_eq!(policy.spec.schedule.every.as_deref(), Some("24h"));
     assert!(policy.spec.enabled);
@@ -74,6 +101,7 @@ fn ids() -> Ids {
         agent: Uuid::new_v4(),
         policy: Uuid::new_v4(),
         task: Uuid::new_v4(),
+        run: Uuid::new_v4(),
     }
 }
 

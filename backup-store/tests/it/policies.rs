@@ -284,7 +284,7 @@ store_test!(
             tasks
                 .items
                 .iter()
-                .find(|x| x.policy_id == policy)
+                .find(|x| x.policy_id == Some(policy))
                 .map(|x| x.max_retries)
         };
         assert_eq!(max_of(plain.id), Some(7), "the agent's maxRetries");

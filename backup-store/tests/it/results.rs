@@ -500,6 +500,7 @@ store_test!(claims_respect_limit_per_kind_and_age, |env| async move {
                     backup: 1,
                     check: 0,
                     prune: 5,
+                    ..PerKind::default()
                 }),
                 wait_seconds: 0,
             },
@@ -574,7 +575,7 @@ store_test!(
         let claimed = env.claim_all(agent).await;
         assert_eq!(
             claimed.iter().map(|t| t.policy_id).collect::<Vec<_>>(),
-            [good.id],
+            [Some(good.id)],
             "only the repository that is not in backoff"
         );
         // Once the backoff is over, the held-back task is claimable.
@@ -582,7 +583,7 @@ store_test!(
         let claimed = env.claim_all(agent).await;
         assert_eq!(
             claimed.iter().map(|t| t.policy_id).collect::<Vec<_>>(),
-            [bad.id]
+            [Some(bad.id)]
         );
         // A whole-agent backoff holds back everything.
         let third = env
@@ -612,7 +613,7 @@ store_test!(
             async move {
                 let task = store.get_task(tenant, task).await.expect("task");
                 store
-                    .get_policy(tenant, task.policy_id)
+                    .get_policy(tenant, task.policy_id.expect("a policy's task"))
                     .await
                     .expect("policy")
             }

@@ -129,18 +129,8 @@ e2e_test!(
 
 /// The paths of the latest snapshot of `repo`.
 fn listed(world: &World, repo: &Path, pw: &Path) -> Vec<String> {
-    let out = restic(repo, pw, &world.path("cache"))
-        .args(["ls", "--json", "--no-lock", "latest"])
-        .output()
-        .expect("restic ls");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    backup_testkit::ls_nodes(repo, pw, &world.path("cache"), "latest", None)
+        .iter()
         .filter_map(|v| v["path"].as_str().map(str::to_owned))
         .collect()
 }

@@ -13,5 +13,6 @@ mod metrics;
 mod operator;
 mod reference;
 mod replicas;
+mod restores;
 mod secrets;
 mod snapshots;
