@@ -3,9 +3,12 @@
 //! Starts `backup-server` on an embedded SQLite file and one `backup-agent`, both from this
 //! build, creates a tenant, an agent and backup / check / prune policies over a sample
 //! directory into a local restic repository, plus one policy whose repository is unreachable so
-//! that retries, repository backoff and a permanent failure show. Prints a live status, then
-//! keeps both running until Ctrl-C.
+//! that retries, repository backoff and a permanent failure show. Prints a live status; once
+//! the first snapshot is listed, a file of the sample is lost, browsed for and restored through
+//! the API (`restore.rs`). Then keeps both running until Ctrl-C.
 #![allow(clippy::print_stdout)]
+
+mod restore;
 
 use std::{
     path::{Path, PathBuf},
@@ -127,11 +130,12 @@ fn relative(ts: &Value) -> String {
 }
 
 async fn status(api: &Api, policies: &[(String, &str)]) -> Result<()> {
+    // A restore or a listing belongs to no policy: "-".
     let name_of = |id: &Value| {
         policies
             .iter()
             .find(|(pid, _)| id == pid.as_str())
-            .map_or("?", |(_, n)| *n)
+            .map_or("-", |(_, n)| *n)
     };
     println!("\n=== {} ===", chrono::Utc::now().format("%H:%M:%S"));
     for a in api.items("/agents").await? {
@@ -193,14 +197,17 @@ async fn status(api: &Api, policies: &[(String, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// The first minutes, with a status every 5 seconds.
+/// The first minutes, with a status every 5 seconds and the restore scene once a snapshot is
+/// there.
 async fn story(
     api: &Api,
     policies: &[(String, &str)],
     agent: &mut Child,
     dir: &Path,
+    scene: &restore::Scene,
 ) -> Result<()> {
     let started = Instant::now();
+    let mut restored = false;
     while started.elapsed() < Duration::from_secs(STORY_SECONDS) {
         if let Some(exit) = agent.try_wait()? {
             bail!(
@@ -210,6 +217,15 @@ async fn story(
         }
         if let Err(e) = status(api, policies).await {
             println!("(status unavailable: {e})");
+        }
+        if !restored {
+            match scene.play(api).await {
+                Ok(played) => restored = played,
+                Err(e) => {
+                    println!("(the restore scene failed: {e:#})");
+                    restored = true;
+                }
+            }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -374,8 +390,13 @@ async fn main() -> Result<()> {
         dir.join("repository").display()
     );
 
+    let scene = restore::Scene {
+        agent_id: agent_id.clone(),
+        data: data.clone(),
+        restores: dir.join("agent-state").join("restores"),
+    };
     let (outcome, interrupted) = tokio::select! {
-        r = story(&api, &policies, &mut agent_child, &dir) => (r, false),
+        r = story(&api, &policies, &mut agent_child, &dir, &scene) => (r, false),
         () = backup_config::shutdown_signal() => (Ok(()), true),
     };
     if outcome.is_ok() && !interrupted {
