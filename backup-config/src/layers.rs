@@ -218,6 +218,8 @@ impl Loader {
             }
             let default = match node {
                 None | Some(Value::Null) => "none".to_owned(),
+                // An empty list's default is computed (the key's text says how).
+                Some(Value::Array(list)) if list.is_empty() => "see what".to_owned(),
                 Some(Value::String(s)) => format!("`{s}`"),
                 Some(other) => format!("`{other}`"),
             };

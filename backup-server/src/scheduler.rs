@@ -55,6 +55,9 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
     let grace = TimeDelta::seconds(i64::from(config.lease_seconds));
     let lapses = if now - state.started_at() >= grace {
         let lapses = state.store().lapse_leases().await?;
+        // A returned claim is claimable at once; a retried attempt when its backoff ends
+        // (a woken claim waits for that itself).
+        crate::dispatch::announce(state, &lapses.claimable_agents).await;
         for (label, n) in [("claimed", lapses.returned), ("running", lapses.lost)] {
             metrics
                 .leases_lapsed
@@ -77,13 +80,14 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
     metrics
         .tick_duration
         .observe(started.elapsed().as_secs_f64());
-    if schedule.created > 0 || lapses.is_some_and(|l| l.returned + l.lost > 0) {
+    let (returned, lost) = lapses.as_ref().map_or((0, 0), |l| (l.returned, l.lost));
+    if schedule.created > 0 || returned + lost > 0 {
         tracing::info!(
             created = schedule.created,
             missed_slots = schedule.missed_slots,
             skipped = %skipped_words(&schedule),
-            returned = lapses.map_or(0, |l| l.returned),
-            lost = lapses.map_or(0, |l| l.lost),
+            returned,
+            lost,
             "scheduler tick"
         );
     }

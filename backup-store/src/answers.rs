@@ -75,7 +75,7 @@ impl TickReport {
 }
 
 /// What one lease sweep did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LapseReport {
     /// Claimed tasks returned to pending (attempt given back, no budget spent).
     pub returned: u64,
@@ -87,6 +87,9 @@ pub struct LapseReport {
     pub failed_permanently: u64,
     /// The same, by task kind.
     pub failed_permanently_by_kind: PerKind<u64>,
+    /// Agents that have a task claimable again (a claim returned, or a lost attempt retried):
+    /// the server wakes their waiting claims.
+    pub claimable_agents: Vec<AgentId>,
 }
 
 /// The fleet at a glance (the server's gauges).

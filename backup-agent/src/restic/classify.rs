@@ -17,6 +17,9 @@ pub enum FailureKind {
     /// The machine's disk is full (restic's cache or temp files): retriable, and the
     /// machine's fault rather than the repository's.
     DiskFull,
+    /// The snapshot a restore or a listing names is not in the repository (another
+    /// repository under the same name on this agent, or a prune forgot it): permanent.
+    NoSnapshot,
     /// Anything else: retriable.
     Other,
 }
@@ -72,11 +75,15 @@ pub fn classify(
         FailureKind::Locked
     } else if stderr.contains("no space left on device") {
         FailureKind::DiskFull
+    } else if stderr.contains("no matching ID found") {
+        FailureKind::NoSnapshot
     } else {
         FailureKind::Other
     };
     let class = match failure {
-        FailureKind::WrongPassword | FailureKind::NoRepository => ErrorClass::Permanent,
+        FailureKind::WrongPassword | FailureKind::NoRepository | FailureKind::NoSnapshot => {
+            ErrorClass::Permanent
+        }
         FailureKind::Locked | FailureKind::DiskFull | FailureKind::Other => ErrorClass::Retriable,
     };
     Classified::Failed {

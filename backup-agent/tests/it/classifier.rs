@@ -267,12 +267,14 @@ fn a_restore_reports_its_summary_from_017_on_and_nothing_before() {
     // 0.14 refuses a dry run: the agent refuses it before restic is asked.
     let r = recorded("restore_dry_run");
     assert!(r.stderr.contains("unknown flag: --dry-run") && r.exit != 0);
+    // A snapshot the repository does not hold will not appear by retrying.
     for version in ["0.14", "0.18"] {
         assert!(
             matches!(
                 classified_by(version, "restore_no_snapshot", TaskKind::Restore),
                 Classified::Failed {
-                    class: ErrorClass::Retriable,
+                    class: ErrorClass::Permanent,
+                    kind: FailureKind::NoSnapshot,
                     ..
                 }
             ),

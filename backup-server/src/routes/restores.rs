@@ -1,5 +1,5 @@
 //! Bringing data back: a restore of a snapshot onto an agent, and the listing of one directory
-//! of a snapshot (what the dashboard's snapshot browser shows). Both are tasks for the agent,
+//! of a snapshot (what a snapshot browser shows, one level at a time). Both are tasks for the agent,
 //! claimable at once: an idle agent's waiting claim is woken, so they start within a second.
 
 use axum::{extract::State, response::Response};

@@ -147,3 +147,33 @@ async fn run_now_on_one_replica_wakes_a_claim_waiting_on_another() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+server_test!(
+    a_claim_returned_by_the_lease_sweep_wakes_a_waiting_claim,
+    |h| async move {
+        let t = h.tenant("acme").await;
+        let agent = h.agent(&t, "db-1").await;
+        h.online(&agent).await;
+        let p = h.policy(&t, backup_policy(agent.id)).await;
+        let policy = p["id"].as_str().expect("id").to_owned();
+        let run = h
+            .post(
+                &format!("/policies/{policy}/run"),
+                &Auth::tenant(&t),
+                json!({}),
+            )
+            .await;
+        // Claimed, then never started: the agent lost it (a crash before its start).
+        let first = claim(&h, &agent, 0).await;
+        assert_eq!(first["tasks"][0]["id"], run.body["id"], "{first}");
+        // The agent comes back idle and waits; the sweep returns the claim to pending.
+        let (answer, ()) = tokio::join!(claim(&h, &agent, 20), async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            h.advance_secs(i64::from(h.config.scheduler.lease_seconds) + 1);
+            let tick = h.tick().await;
+            assert_eq!(tick.lapses.map(|l| l.returned), Some(1));
+        });
+        assert_eq!(answer["tasks"][0]["id"], run.body["id"], "{answer}");
+        assert_eq!(answer["tasks"][0]["attempt"], 1, "the attempt given back");
+    }
+);

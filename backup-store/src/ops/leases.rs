@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// Adds `agent` to the agents whose waiting claims the server wakes, once.
+fn note_claimable(report: &mut LapseReport, agent: Uuid) {
+    let agent = AgentId::from_uuid(agent);
+    if !report.claimable_agents.contains(&agent) {
+        report.claimable_agents.push(agent);
+    }
+}
+
 impl Pools {
     /// Lapses up to `batch` expired leases: a claimed task returns to pending with its attempt
     /// number given back; a running task's attempt fails as "agent lost" through the budget.
@@ -36,6 +44,7 @@ impl Pools {
                     .execute(&mut *tx)
                     .await?;
                     report.returned += 1;
+                    note_claimable(report, task.agent_id);
                 }
                 _ => {
                     let error = "agent lost: no heartbeat renewed the lease";
@@ -61,6 +70,7 @@ impl Pools {
                     let decision = decide(ctx, task, &settings, ErrorClass::Retriable);
                     if apply_failure(&mut tx, task, decision, Some(error), now).await? {
                         report.retried += 1;
+                        note_claimable(report, task.agent_id);
                     } else {
                         sqlx::query(
                             "UPDATE backup_runs SET failed_permanently = TRUE WHERE task_id = $1 AND attempt = $2",

@@ -37,7 +37,7 @@ impl Pools {
         let asked = request.snapshot_id.clone().unwrap_or_default();
         let found: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT snapshot_id FROM snapshots WHERE tenant_id = $1 AND repository = $2 \
-             AND (snapshot_id = $3 OR (length($3) = 8 AND substr(snapshot_id, 1, 8) = $3)) \
+             AND substr(snapshot_id, 1, length($3)) = $3 \
              LIMIT 2",
         )
         .bind(*tenant.as_uuid())
