@@ -83,3 +83,11 @@ id_type!(
     /// A backup run: the record of one attempt of a task.
     BackupRunId
 );
+id_type!(
+    /// An event: one entry of the tenant's event and audit log.
+    EventId
+);
+id_type!(
+    /// A webhook: where the tenant's events are delivered.
+    WebhookId
+);

@@ -50,11 +50,13 @@ mod backoff;
 mod clock;
 mod dispatch;
 mod error;
+mod event;
 pub mod exposition;
 mod gate;
 mod ids;
 mod policy;
 mod process;
+mod protection;
 mod restore;
 mod retry;
 mod schedule;
@@ -62,6 +64,7 @@ mod settings;
 mod snapshot;
 mod status;
 mod task;
+mod webhook;
 mod wire;
 
 pub use backoff::{ExponentialBackoff, Jitter, RandomSource, SplitMix64};
@@ -70,8 +73,9 @@ pub use clock::MockClock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{DispatchInputs, SkipReason};
 pub use error::{Error, ErrorClass, Result, in_api_words};
+pub use event::{Actor, EventType, EventView};
 pub use gate::{Acquire, ConcurrencyGate, GateGuard, GateLimits, GateSnapshot};
-pub use ids::{AgentId, BackupRunId, PolicyId, TaskId, TenantId};
+pub use ids::{AgentId, BackupRunId, EventId, PolicyId, TaskId, TenantId, WebhookId};
 pub use policy::{
     MAX_NAME_CHARS, MAX_PATH_BYTES, MAX_PATHS, MAX_REPOSITORY_CHARS, MAX_TIMEOUT_MINUTES,
     PolicyPatch, PolicySpec, Retention, validate_name, validate_repository_name,
@@ -81,6 +85,9 @@ pub use process::MockProcessRunner;
 pub use process::{
     ExitStatus, IoClass, ProcessControl, ProcessEvent, ProcessOutcome, ProcessRunner, ProcessSpec,
     StopSignal, Stopper, Stream, Termination,
+};
+pub use protection::{
+    MAX_ALERT_AFTER, Protection, Summary, default_alert_after, human_duration, parse_alert_after,
 };
 pub use restore::{
     EntryType, LsEntry, LsRequest, MAX_LS_ENTRIES, RestoreRequest, TaskOutput, TaskRequest,
@@ -101,6 +108,10 @@ pub use status::{AgentStatus, SettingsSource, StatusInputs};
 #[cfg(feature = "openapi")]
 pub use task::PerKindCounts;
 pub use task::{AttemptOutcome, PerKind, PermanentReason, RunStatus, TaskKind, TaskStatus};
+pub use webhook::{
+    CreateWebhook, DeliveryStatus, DeliveryView, HEADER_EVENT_ID, HEADER_EVENT_TYPE,
+    HEADER_SIGNATURE, HEADER_TIMESTAMP, WebhookCreated, WebhookView, sign_webhook, verify_webhook,
+};
 pub use wire::{
     AgentCreated, AgentView, AttemptReport, BackupRunView, ClaimAnswer, ClaimRequest, ClaimedTask,
     CreateAgent, CreateTenant, ErrorBody, ErrorCode, ErrorDetail, Heartbeat, HeartbeatAnswer,

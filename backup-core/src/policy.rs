@@ -135,6 +135,11 @@ pub struct PolicySpec {
     /// Disabled policies are never scheduled (run-now still works).
     #[serde(default = "enabled_default")]
     pub enabled: bool,
+    /// How long without a success before the policy is `overdue` (a humantime duration of 1m
+    /// to 366days); `null`: twice the schedule's gap plus the lease (the view's
+    /// `effectiveAlertAfter` shows the value in force).
+    #[serde(default)]
+    pub alert_after: Option<String>,
 }
 
 const fn enabled_default() -> bool {
@@ -231,6 +236,9 @@ impl PolicySpec {
                 format!("1-{MAX_TIMEOUT_MINUTES} or null"),
             ));
         }
+        if let Some(text) = &self.alert_after {
+            crate::parse_alert_after(text)?;
+        }
         Ok(schedule)
     }
 
@@ -260,6 +268,10 @@ impl PolicySpec {
             max_task_retries: patch.max_task_retries.unwrap_or(self.max_task_retries),
             timeout_minutes: patch.timeout_minutes.unwrap_or(self.timeout_minutes),
             enabled: patch.enabled.unwrap_or(self.enabled),
+            alert_after: patch
+                .alert_after
+                .clone()
+                .unwrap_or_else(|| self.alert_after.clone()),
         };
         let schedule = merged.validate()?;
         Ok((merged, schedule))
@@ -357,6 +369,13 @@ pub struct PolicyPatch {
     )]
     #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub enabled: Option<bool>,
+    /// `null` goes back to the default (twice the schedule's gap plus the lease).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "nullable"
+    )]
+    pub alert_after: Option<Option<String>>,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, via `default`).

@@ -165,6 +165,20 @@ impl Schedule {
         }
     }
 
+    /// The gap between two slots: the interval of `every`; for cron, the gap between its next
+    /// two matches after `now` (what a weekday-only schedule expects differs on a Friday).
+    pub fn typical_gap(&self, now: DateTime<Utc>) -> Duration {
+        match self {
+            Schedule::Every(interval) => *interval,
+            Schedule::Cron { .. } => {
+                let first = self.next_after(now);
+                (self.next_after(first) - first)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            }
+        }
+    }
+
     /// When a policy created (or re-enabled) at `now` is first due: `now` for `every`, the next
     /// match after `now` for cron.
     pub fn first_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {

@@ -436,6 +436,11 @@ pub struct PolicyView {
     pub last_run_at: Option<DateTime<Utc>>,
     /// That attempt's status.
     pub last_run_status: Option<RunStatus>,
+    /// Is it protected: `ok`, `never_run`, `overdue`, `failing` or `disabled`.
+    pub protection: crate::Protection,
+    /// The `alertAfter` in force: the policy's own, or the default (twice the schedule's gap
+    /// plus the lease); `null` until the scheduler's next tick for policies from before.
+    pub effective_alert_after: Option<String>,
 }
 
 /// A page of a list: newest first; pass `nextCursor` as `cursor` for the next page.

@@ -24,6 +24,42 @@ pub struct ServerConfig {
     pub limits: LimitsConfig,
     /// The dashboard.
     pub ui: UiConfig,
+    /// Webhook deliveries.
+    pub notifications: NotificationsConfig,
+    /// What `/metrics` shows.
+    pub metrics: MetricsConfig,
+}
+
+/// `notifications.*`: how webhooks are delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// Let webhooks target loopback, private, link-local and metadata addresses (tests, a
+    /// receiver on the same network); refused otherwise (a tenant token must not reach the
+    /// server's own network).
+    pub allow_private_targets: bool,
+    /// The first retry's delay of a failed delivery, doubling up to an hour.
+    pub retry_base_seconds: u32,
+    /// Hours after its event a delivery is given up (`failed`).
+    pub max_retry_hours: u32,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            retry_base_seconds: 10,
+            max_retry_hours: 24,
+        }
+    }
+}
+
+/// `metrics.*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Export each policy's last success time (one series per policy: mind the cardinality).
+    pub per_policy: bool,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +71,8 @@ impl Default for ServerConfig {
             scheduler: SchedulerConfig::default(),
             limits: LimitsConfig::default(),
             ui: UiConfig::default(),
+            notifications: NotificationsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -187,6 +225,20 @@ const KEYS: &[Key] = &[
         }),
     )
     .doc("Claims the server holds open at once (an agent's `waitSeconds`: answered as soon as a task of that agent becomes claimable); past it, claims are answered at once. 0 switches long polls off."),
+    Key::new(&["notifications", "allowPrivateTargets"], Kind::Flag)
+    .doc("Let webhooks target loopback, private, link-local and cloud metadata addresses (a receiver on the same network, tests); otherwise such a URL is refused (422) and a delivery whose host resolves to one fails."),
+    Key::new(
+        &["notifications", "retryBaseSeconds"],
+        Kind::Number(Range { min: 1, max: 3600 }),
+    )
+    .doc("The first retry's delay of a failed webhook delivery; it doubles (with jitter) up to an hour."),
+    Key::new(
+        &["notifications", "maxRetryHours"],
+        Kind::Number(Range { min: 1, max: 720 }),
+    )
+    .doc("Hours after its event a webhook delivery is given up (`failed`)."),
+    Key::new(&["metrics", "perPolicy"], Kind::Flag)
+    .doc("Export `backup_server_policy_last_success_timestamp_seconds` per policy (one series each: mind the cardinality)."),
     Key::new(&["ui", "sessionSecret"], Kind::Text)
     .doc("No longer used (dashboard sessions are kept in the database, shared by replicas); accepted with a warning so that older files load."),
 ];

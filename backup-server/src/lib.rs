@@ -31,6 +31,7 @@ mod extract;
 mod http;
 mod limiter;
 mod metrics;
+mod notify;
 mod openapi;
 mod routes;
 mod scheduler;
@@ -46,7 +47,10 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 pub use auth::{AdminAuth, AgentAuth, TenantAuth};
 pub use backup_config::Configuration;
 pub use cli::{TenantCommand, run_tenant_command};
-pub use config::{ConfigError, LimitsConfig, SchedulerConfig, ServerConfig, UiConfig, env_name};
+pub use config::{
+    ConfigError, LimitsConfig, MetricsConfig, NotificationsConfig, SchedulerConfig, ServerConfig,
+    UiConfig, env_name,
+};
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
 pub use extract::{AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson};
 
@@ -132,6 +136,7 @@ impl Server {
         let scheduler = tokio::spawn(scheduler::run(state.clone(), stopped.clone()));
         // Other replicas' new tasks wake this one's waiting claims (PostgreSQL only).
         tokio::spawn(dispatch::listen(state.clone(), stopped.clone()));
+        tokio::spawn(notify::run(state.clone(), stopped.clone()));
         let router = app(state.clone());
         let http = tokio::spawn(http::serve(
             listener,

@@ -40,6 +40,21 @@ pub(crate) struct LapseLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ProtectionLabels {
+    pub protection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PolicyLabels {
+    pub policy: String,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -59,6 +74,10 @@ pub(crate) struct Metrics {
     pub enabled_policies: Gauge<i64, AtomicI64>,
     pub oldest_success_age: Gauge<i64, AtomicI64>,
     pub failed_permanently: Family<KindLabels, Counter>,
+    pub policies: Family<ProtectionLabels, Gauge<i64, AtomicI64>>,
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    pub policy_last_success: Family<PolicyLabels, Gauge<i64, AtomicI64>>,
+    pub transitions: Family<ReasonLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -163,8 +182,36 @@ impl Metrics {
             "Tasks that failed permanently, by kind",
             failed_permanently.clone(),
         );
+        let policies = Family::<ProtectionLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "policies",
+            "Live policies by protection: ok, never_run, overdue, failing, disabled",
+            policies.clone(),
+        );
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered, retried, failed (given up)",
+            webhook_deliveries.clone(),
+        );
+        let policy_last_success = Family::<PolicyLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "policy_last_success_timestamp_seconds",
+            "Each policy's last success as a Unix time, 0 before the first (only with metrics.perPolicy)",
+            policy_last_success.clone(),
+        );
+        let transitions = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "transitions",
+            "Transitions the scheduler recorded as events: agent_offline, policy_overdue",
+            transitions.clone(),
+        );
         Self {
             registry,
+            policies,
+            webhook_deliveries,
+            policy_last_success,
+            transitions,
             agents,
             enabled_policies,
             oldest_success_age,

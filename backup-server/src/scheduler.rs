@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::{
     ApiError, AppState,
-    metrics::{LapseLabels, ReasonLabels, StatusLabels},
+    metrics::{LapseLabels, PolicyLabels, ProtectionLabels, ReasonLabels, StatusLabels},
 };
 
 /// What one tick did.
@@ -80,6 +80,21 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
     metrics
         .tick_duration
         .observe(started.elapsed().as_secs_f64());
+    // Transitions the time brings: an agent offline, a policy overdue (recorded once each).
+    let transitions = state.store().sweep_transitions().await?;
+    for (reason, n) in [
+        ("agent_offline", transitions.offline),
+        ("policy_overdue", transitions.overdue),
+    ] {
+        if n > 0 {
+            metrics
+                .transitions
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc_by(n);
+        }
+    }
     let (returned, lost) = lapses.as_ref().map_or((0, 0), |l| (l.returned, l.lost));
     if schedule.created > 0 || returned + lost > 0 {
         tracing::info!(
@@ -122,6 +137,27 @@ pub async fn refresh_fleet_gauges(state: &AppState) -> Result<(), ApiError> {
     metrics
         .enabled_policies
         .set(i64::try_from(fleet.enabled_policies).unwrap_or(i64::MAX));
+    for (protection, n) in &fleet.policies {
+        metrics
+            .policies
+            .get_or_create(&ProtectionLabels {
+                protection: protection.as_str().into(),
+            })
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    if state.config().metrics.per_policy {
+        let last = state.store().policy_last_successes().await?;
+        // Deleted policies leave the exposition.
+        metrics.policy_last_success.clear();
+        for (policy, at) in last {
+            metrics
+                .policy_last_success
+                .get_or_create(&PolicyLabels {
+                    policy: policy.to_string(),
+                })
+                .set(at.map_or(0, |t| t.timestamp()));
+        }
+    }
     let now = state.store().clock().now();
     metrics.oldest_success_age.set(
         fleet

@@ -92,6 +92,49 @@ pub struct LapseReport {
     pub claimable_agents: Vec<AgentId>,
 }
 
+/// A webhook delivery claimed for one attempt (leased to this replica).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DueDelivery {
+    /// Where it goes.
+    pub webhook_id: backup_core::WebhookId,
+    /// What it delivers.
+    pub event: backup_core::EventView,
+    /// The webhook's URL.
+    pub url: String,
+    /// The webhook's secret (signs the body).
+    pub secret: String,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+}
+
+/// How one delivery attempt went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// A 2xx answered.
+    Delivered {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No answer, another status, or a target refused before sending.
+    Failed {
+        /// The HTTP status, if one answered.
+        status: Option<u16>,
+        /// What went wrong, for people.
+        error: String,
+    },
+}
+
+/// What one sweep of the scheduler's transitions recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransitionReport {
+    /// `agent.offline` events recorded.
+    pub offline: u64,
+    /// `policy.overdue` events recorded.
+    pub overdue: u64,
+    /// Policies whose alert deadline was set for the first time.
+    pub deadlines_set: u64,
+}
+
 /// The fleet at a glance (the server's gauges).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FleetSummary {
@@ -99,6 +142,8 @@ pub struct FleetSummary {
     pub agents: BTreeMap<AgentStatus, u64>,
     /// Enabled policies.
     pub enabled_policies: u64,
+    /// Live policies by protection (every value present).
+    pub policies: BTreeMap<backup_core::Protection, u64>,
     /// Among enabled policies, the oldest last success (a policy that never succeeded counts
     /// from its creation): how long the least protected one has gone unprotected.
     pub oldest_success: Option<DateTime<Utc>>,

@@ -7,6 +7,26 @@ use backup_core::{AgentId, PolicyId, RunStatus, TaskId, TaskStatus};
 pub struct PolicyFilter {
     /// Only this agent's policies.
     pub agent_id: Option<AgentId>,
+    /// Only policies with this protection now.
+    pub protection: Option<backup_core::Protection>,
+}
+
+/// Filters of `GET /events`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events of this type.
+    pub event_type: Option<backup_core::EventType>,
+    /// Only events about this object (an agent, a policy, a task, a webhook).
+    pub subject_id: Option<uuid::Uuid>,
+    /// Only events at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Filters of `GET /webhooks/{id}/deliveries`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// Only deliveries in this status.
+    pub status: Option<backup_core::DeliveryStatus>,
 }
 
 /// Filters of `GET /tasks`.

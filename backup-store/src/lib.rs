@@ -31,7 +31,7 @@
 //!     name: "nightly".into(), agent_id: agent.agent.id, kind: TaskKind::Backup,
 //!     schedule: ScheduleSpec::every("24h"), paths: vec!["/srv".into()], excludes: vec![],
 //!     repository: "main".into(), retention: None, max_task_retries: None,
-//!     timeout_minutes: None, enabled: true,
+//!     timeout_minutes: None, enabled: true, alert_after: None,
 //! }).await?;
 //!
 //! // The agent says hello, the scheduler creates the due task, the agent claims it.
@@ -70,12 +70,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 pub use answers::{
-    AgentPrincipal, FleetSummary, LapseReport, ResultAnswer, TenantListing, TickReport, UiSession,
+    AgentPrincipal, DeliveryOutcome, DueDelivery, FleetSummary, LapseReport, ResultAnswer,
+    TenantListing, TickReport, TransitionReport, UiSession,
 };
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest};
 pub use dispatch::ClaimableListener;
 pub use error::{Result, StoreError};
-pub use filters::{BackupRunFilter, PolicyFilter, SnapshotFilter, TaskFilter};
+pub use filters::{
+    BackupRunFilter, DeliveryFilter, EventFilter, PolicyFilter, SnapshotFilter, TaskFilter,
+};
 
 use crate::ts::Ts;
 
@@ -150,8 +153,10 @@ macro_rules! on_backend {
 
 // The store's API, one file per concept beyond the first ones (they use `on_backend!`).
 mod dispatch;
+mod events;
 mod restores;
 mod snapshots;
+mod webhooks;
 
 /// Checks a name: 1-200 characters, not only whitespace.
 pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
@@ -289,7 +294,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`], [`StoreError::Unavailable`].
     pub async fn rotate_tenant_token(&self, tenant: TenantId) -> Result<String> {
-        on_backend!(self, p => p.rotate_tenant_token(tenant))
+        on_backend!(self, p => p.rotate_tenant_token(&self.ctx, tenant))
     }
 
     /// Creates an agent with the default settings; its token is in the answer and nowhere else.
@@ -341,7 +346,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`], [`StoreError::Unavailable`].
     pub async fn rotate_agent_token(&self, tenant: TenantId, agent: AgentId) -> Result<String> {
-        on_backend!(self, p => p.rotate_agent_token(tenant, agent))
+        on_backend!(self, p => p.rotate_agent_token(&self.ctx, tenant, agent))
     }
 
     /// Merges and validates a settings patch; from now on the agent's proposals are ignored.
@@ -384,7 +389,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotFound`], [`StoreError::Unavailable`].
     pub async fn get_policy(&self, tenant: TenantId, policy: PolicyId) -> Result<PolicyView> {
-        on_backend!(self, p => p.get_policy(tenant, policy))
+        on_backend!(self, p => p.get_policy(&self.ctx, tenant, policy))
     }
 
     /// The tenant's policies, newest first.
@@ -397,7 +402,7 @@ impl Store {
         filter: &PolicyFilter,
         page: &PageRequest,
     ) -> Result<Page<PolicyView>> {
-        on_backend!(self, p => p.list_policies(tenant, filter, page))
+        on_backend!(self, p => p.list_policies(&self.ctx, tenant, filter, page))
     }
 
     /// Applies a partial update; re-enabling or a new schedule makes it due afresh.

@@ -117,6 +117,20 @@ macro_rules! agent_columns {
 }
 pub(crate) use agent_columns;
 
+/// A policy's protection (`p.` columns) at `$now`, in SQL: the order of
+/// [`backup_core::Protection::of`].
+macro_rules! protection_case {
+    ($now:literal) => {
+        concat!(
+            "(CASE WHEN NOT p.enabled THEN 'disabled' WHEN p.failing THEN 'failing' ",
+            "WHEN p.alert_deadline < ",
+            $now,
+            " THEN 'overdue' WHEN p.last_success_at IS NULL THEN 'never_run' ELSE 'ok' END)"
+        )
+    };
+}
+pub(crate) use protection_case;
+
 /// What a heartbeat needs of its agent: the settings, where they come from, and whether any
 /// cancelled task waits to be told.
 #[derive(Debug, sqlx::FromRow)]
@@ -124,6 +138,12 @@ pub(crate) struct SettingsRow {
     #[sqlx(flatten)]
     pub settings: SettingsColumns,
     pub pending_cancels: i64,
+    pub tenant_id: Uuid,
+    pub name: String,
+    /// Set while the scheduler counts the agent offline: this heartbeat brings it back.
+    pub offline_since: Option<Ts>,
+    /// Whether its current backoff was announced (`agent.backoff_started`).
+    pub backoff_announced: bool,
 }
 
 /// An agent's settings columns ([`settings_columns`]) and where the settings come from.
@@ -231,12 +251,19 @@ pub(crate) struct PolicyRow {
     pub last_success_at: Option<Ts>,
     pub last_run_at: Option<Ts>,
     pub last_run_status: Option<String>,
+    /// The explicit `alertAfter` (`None`: the default).
+    pub alert_after: Option<String>,
+    /// The `alertAfter` in force, in seconds (`None` until the policy's first sweep).
+    pub alert_after_seconds: Option<i64>,
+    pub alert_deadline: Option<Ts>,
+    pub failing: bool,
 }
 
 pub(crate) const POLICY_COLUMNS: &str = "p.id, p.agent_id, p.name, p.kind, p.schedule_every, \
     p.schedule_cron, p.timezone, p.paths, p.excludes, p.repository, p.retention, \
     p.max_task_retries, p.timeout_minutes, p.enabled, p.next_due_at, p.created_at, p.updated_at, \
-    p.last_success_at, p.last_run_at, p.last_run_status";
+    p.last_success_at, p.last_run_at, p.last_run_status, p.alert_after, p.alert_after_seconds, \
+    p.alert_deadline, p.failing";
 
 impl PolicyRow {
     /// Its key in the newest-first lists.
@@ -272,13 +299,27 @@ impl PolicyRow {
             max_task_retries: self.max_task_retries.map(unsigned),
             timeout_minutes: self.timeout_minutes.map(unsigned),
             enabled: self.enabled,
+            alert_after: self.alert_after.clone(),
         })
     }
 
-    pub(crate) fn view(&self) -> Result<PolicyView> {
+    /// The view at `now` (its protection depends on the time).
+    pub(crate) fn view(&self, now: DateTime<Utc>) -> Result<PolicyView> {
+        let spec = self.spec()?;
         Ok(PolicyView {
             id: PolicyId::from_uuid(self.id),
-            spec: self.spec()?,
+            effective_alert_after: self
+                .alert_after_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map(|s| backup_core::human_duration(std::time::Duration::from_secs(s))),
+            protection: backup_core::Protection::of(
+                self.enabled,
+                self.failing,
+                self.last_success_at.map(Ts::get),
+                self.alert_deadline.map(Ts::get),
+                now,
+            ),
+            spec,
             next_due_at: self.next_due_at.map(Ts::get),
             created_at: self.created_at.get(),
             updated_at: self.updated_at.get(),

@@ -14,6 +14,8 @@ pub(crate) enum TokenKind {
     Session,
     /// A dashboard form's CSRF token (not a credential on its own).
     Csrf,
+    /// A webhook's signing key (kept as it is: the server signs with it).
+    WebhookSecret,
 }
 
 /// A new token: a kind prefix and 64 hex digits (256 bits from the OS's generator).
@@ -26,6 +28,7 @@ pub(crate) fn generate(kind: TokenKind) -> Result<String> {
         TokenKind::Agent => "rft_a_",
         TokenKind::Session => "rft_s_",
         TokenKind::Csrf => "",
+        TokenKind::WebhookSecret => "whsec_",
     };
     Ok(format!("{prefix}{}", hex::encode(bytes)))
 }

@@ -305,6 +305,7 @@ fn task_run_and_policy_views() {
         max_task_retries: Some(2),
         timeout_minutes: None,
         enabled: true,
+        alert_after: None,
     };
     spec.validate().expect("valid policy");
     let json = round_trip(
@@ -317,11 +318,14 @@ fn task_run_and_policy_views() {
             last_success_at: Some(at("2026-01-01T03:00:00Z")),
             last_run_at: Some(at("2026-01-01T03:00:00Z")),
             last_run_status: Some(backup_core::RunStatus::Succeeded),
+            protection: backup_core::Protection::Ok,
+            effective_alert_after: Some("2days 15m".into()),
         },
         "id, name, agentId, kind, schedule, paths, excludes, repository, retention, maxTaskRetries, \
-         timeoutMinutes, enabled, nextDueAt, createdAt, updatedAt, lastSuccessAt, lastRunAt, \
-         lastRunStatus",
+         timeoutMinutes, enabled, alertAfter, nextDueAt, createdAt, updatedAt, lastSuccessAt, \
+         lastRunAt, lastRunStatus, protection, effectiveAlertAfter",
     );
+    assert_eq!(json["protection"], "ok");
     assert_eq!(
         json["schedule"],
         json!({"cron": "0 3 * * *", "timezone": "Europe/Berlin"})

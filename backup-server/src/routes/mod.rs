@@ -2,6 +2,7 @@
 //! (body limit, timeout, request ids, tracing without secrets, metrics, JSON 404 / 405).
 
 mod agents;
+mod events;
 mod health;
 mod policies;
 mod restores;
@@ -9,6 +10,7 @@ mod runs;
 mod snapshots;
 mod tasks;
 mod tenants;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -34,6 +36,7 @@ use crate::{
 };
 
 pub(crate) use agents::*;
+pub(crate) use events::*;
 pub(crate) use health::*;
 pub(crate) use policies::*;
 pub(crate) use restores::*;
@@ -41,6 +44,7 @@ pub(crate) use runs::*;
 pub(crate) use snapshots::*;
 pub(crate) use tasks::*;
 pub(crate) use tenants::*;
+pub(crate) use webhooks::*;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -70,6 +74,11 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_snapshots))
         .routes(routes!(create_restore))
         .routes(routes!(list_snapshot_directory))
+        .routes(routes!(list_events))
+        .routes(routes!(summary))
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(delete_webhook))
+        .routes(routes!(list_deliveries))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -38,6 +38,10 @@ pub(crate) struct PolicyQuery {
     /// Only this agent's policies.
     #[param(value_type = Option<String>)]
     agent_id: Option<AgentId>,
+    /// Only policies with this protection now (`ok`, `never_run`, `overdue`, `failing`,
+    /// `disabled`).
+    #[param(value_type = Option<String>)]
+    protection: Option<backup_core::Protection>,
     /// Items per page, 1-500 (default 100).
     limit: Option<i64>,
     /// The `nextCursor` of the previous page.
@@ -59,6 +63,7 @@ pub(crate) async fn list_policies(
     let page = Paging::request(q.limit, q.cursor)?;
     let filter = backup_store::PolicyFilter {
         agent_id: q.agent_id,
+        protection: q.protection,
     };
     Ok(Json(
         state.store().list_policies(tenant, &filter, &page).await?,

@@ -191,6 +191,7 @@ impl PolicyForm {
             max_task_retries: number("maxTaskRetries", &self.max_task_retries)?,
             timeout_minutes: None,
             enabled: true,
+            alert_after: None,
         })
     }
 }

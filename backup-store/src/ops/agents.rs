@@ -1,6 +1,9 @@
 //! Agents: creation, authentication, views, deletion, token rotation and the settings the
 //! server keeps for them.
 
+use backup_core::{Actor, EventType};
+use serde_json::json;
+
 use super::*;
 
 impl Pools {
@@ -41,6 +44,17 @@ impl Pools {
             &Settings::default(),
             SettingsSource::Agent,
             None,
+        )
+        .await?;
+        let data = json!({"agentId": id, "name": body.name, "hostname": body.hostname});
+        events::record(
+            &mut tx,
+            now,
+            *tenant.as_uuid(),
+            EventType::AgentCreated,
+            Actor::Tenant,
+            Some(*id.as_uuid()),
+            data,
         )
         .await?;
         let row = agent_row(&mut tx, *id.as_uuid(), now).await?;
@@ -141,18 +155,29 @@ impl Pools {
     ) -> Result<()> {
         let now = ctx.now();
         let mut tx = self.write().await?;
-        let done = sqlx::query(
+        let name: Option<String> = sqlx::query_scalar(
             "UPDATE agents SET deleted_at = $3, token_hash = NULL \
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING name",
         )
         .bind(*tenant.as_uuid())
         .bind(*agent.as_uuid())
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
+        let Some(name) = name else {
             return Err(StoreError::NotFound("agent"));
-        }
+        };
+        let data = json!({"agentId": agent, "name": name});
+        events::record(
+            &mut tx,
+            now,
+            *tenant.as_uuid(),
+            EventType::AgentDeleted,
+            Actor::Tenant,
+            Some(*agent.as_uuid()),
+            data,
+        )
+        .await?;
         sqlx::query(
             "UPDATE backup_runs SET status = 'cancelled', finished_at = $2 \
              WHERE agent_id = $1 AND status = 'running'",
@@ -183,21 +208,38 @@ impl Pools {
 
     pub(crate) async fn rotate_agent_token(
         &self,
+        ctx: &Ctx,
         tenant: TenantId,
         agent: AgentId,
     ) -> Result<String> {
         let token = token::generate(TokenKind::Agent)?;
-        let done = sqlx::query(
-            "UPDATE agents SET token_hash = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        let now = ctx.now();
+        let mut tx = self.write().await?;
+        let name: Option<String> = sqlx::query_scalar(
+            "UPDATE agents SET token_hash = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL \
+             RETURNING name",
         )
         .bind(*tenant.as_uuid())
         .bind(*agent.as_uuid())
         .bind(token::hash(&token))
-        .execute(self.read_write())
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
+        let Some(name) = name else {
             return Err(StoreError::NotFound("agent"));
-        }
+        };
+        // Who and what, never the token.
+        let data = json!({"agentId": agent, "name": name});
+        events::record(
+            &mut tx,
+            now,
+            *tenant.as_uuid(),
+            EventType::AgentTokenRotated,
+            Actor::Tenant,
+            Some(*agent.as_uuid()),
+            data,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(token)
     }
 
@@ -225,10 +267,30 @@ impl Pools {
             return Err(StoreError::NotFound("agent"));
         }
         let row = agent_row(&mut tx, *agent.as_uuid(), now).await?;
-        let settings = row.settings.settings().apply(patch)?;
+        let before = row.settings.settings();
+        let settings = before.apply(patch)?;
         // Any PATCH takes the settings over for the API, unless it hands them back.
         let source = patch.source.unwrap_or(SettingsSource::Api);
         store_settings(&mut *tx, *agent.as_uuid(), &settings, source, None).await?;
+        let mut changed = events::changed(
+            &serde_json::to_value(before).unwrap_or_default(),
+            &serde_json::to_value(settings).unwrap_or_default(),
+        );
+        let old_source = row.settings.source()?;
+        if old_source != source {
+            changed["settingsSource"] = json!({"old": old_source, "new": source});
+        }
+        let data = json!({"agentId": agent, "name": row.name, "changed": changed});
+        events::record(
+            &mut tx,
+            now,
+            *tenant.as_uuid(),
+            EventType::AgentSettingsChanged,
+            Actor::Tenant,
+            Some(*agent.as_uuid()),
+            data,
+        )
+        .await?;
         tx.commit().await?;
         Ok(settings)
     }

@@ -1,6 +1,8 @@
 //! The fleet at a glance, for the server's gauges: agents by status, and how long the least
 //! recently protected policy has gone without a success.
 
+use backup_core::Protection;
+
 use super::*;
 
 impl Pools {
@@ -36,10 +38,42 @@ impl Pools {
         )
         .fetch_one(self.read())
         .await?;
+        let counts: Vec<(String, i64)> = sqlx::query_as(concat!(
+            "SELECT ",
+            protection_case!("$1"),
+            " AS protection, COUNT(*) FROM policies p WHERE p.deleted_at IS NULL GROUP BY 1"
+        ))
+        .bind(now)
+        .fetch_all(self.read())
+        .await?;
+        let mut policies: BTreeMap<Protection, u64> =
+            Protection::ALL.into_iter().map(|p| (p, 0)).collect();
+        for (name, n) in counts {
+            policies.insert(
+                crate::rows::parse("protection", &name)?,
+                u64::try_from(n).unwrap_or(0),
+            );
+        }
         Ok(FleetSummary {
             agents: by_status,
             enabled_policies: u64::try_from(enabled).unwrap_or(0),
             oldest_success: oldest.map(Ts::get),
+            policies,
         })
+    }
+
+    /// Every live policy's last success, for the per-policy gauges.
+    pub(crate) async fn policy_last_successes(
+        &self,
+    ) -> Result<Vec<(PolicyId, Option<DateTime<Utc>>)>> {
+        let rows: Vec<(Uuid, Option<Ts>)> = sqlx::query_as(
+            "SELECT id, last_success_at FROM policies WHERE deleted_at IS NULL ORDER BY id",
+        )
+        .fetch_all(self.read())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at)| (PolicyId::from_uuid(id), at.map(Ts::get)))
+            .collect())
     }
 }

@@ -33,16 +33,19 @@ impl Pools {
                 "agent_version = COALESCE($5, agent_version), restic_version = COALESCE($6, restic_version), ",
                 "last_heartbeat_at = $7 WHERE id = $1 AND deleted_at IS NULL RETURNING ",
                 settings_columns!(""),
-                ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = agents.id AND t.cancel_notify) AS pending_cancels"
+                ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = agents.id AND t.cancel_notify) AS pending_cancels",
+                ", tenant_id, name, offline_since, backoff_announced"
             )
         } else {
             concat!(
                 "UPDATE agents SET running_tasks = $2, queue_depth = $3, pending_retries = $4, ",
                 "agent_version = COALESCE($5, agent_version), restic_version = COALESCE($6, restic_version), ",
                 "last_heartbeat_at = $7, backoff_until = NULL, agent_backoff_until = NULL, ",
-                "backoff_repositories = '[]' WHERE id = $1 AND deleted_at IS NULL RETURNING ",
+                "backoff_repositories = '[]', backoff_announced = FALSE ",
+                "WHERE id = $1 AND deleted_at IS NULL RETURNING ",
                 settings_columns!(""),
-                ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = agents.id AND t.cancel_notify) AS pending_cancels"
+                ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = agents.id AND t.cancel_notify) AS pending_cancels",
+                ", tenant_id, name, offline_since, backoff_announced"
             )
         };
         let row = sqlx::query_as::<_, SettingsRow>(sql)
@@ -57,6 +60,10 @@ impl Pools {
             .await?
             .ok_or(StoreError::NotFound("agent"))?;
         let current = row.settings.settings();
+        if row.offline_since.is_some() || (reports_backoff && !row.backoff_announced) {
+            self.heartbeat_transitions(now, agent_uuid, &row, hb, reports_backoff)
+                .await?;
+        }
         if reports_backoff {
             // Clamped to maxBackoffMinutes from now, replacing the previous state.
             let (agent_until, repositories) = backoff_state(hb, &current, now.get());
@@ -150,6 +157,79 @@ impl Pools {
             server_time: now.get(),
             cancel_task_ids: cancel_task_ids.into_iter().map(TaskId::from_uuid).collect(),
         })
+    }
+}
+
+impl Pools {
+    /// What a heartbeat changes that the log records once: an offline agent is back
+    /// (`agent.online`), a backoff begins (`agent.backoff_started`). Each is a conditional
+    /// update in one transaction with its event: only the first of two racing heartbeats
+    /// records it.
+    async fn heartbeat_transitions(
+        &self,
+        now: Ts,
+        agent: Uuid,
+        row: &SettingsRow,
+        hb: &Heartbeat,
+        reports_backoff: bool,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        if let Some(since) = row.offline_since {
+            let done = sqlx::query(
+                "UPDATE agents SET offline_since = NULL WHERE id = $1 AND offline_since IS NOT NULL",
+            )
+            .bind(agent)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                let data = serde_json::json!({
+                    "agentId": agent, "name": row.name, "offlineSince": since.get(),
+                });
+                events::record(
+                    &mut tx,
+                    now,
+                    row.tenant_id,
+                    backup_core::EventType::AgentOnline,
+                    backup_core::Actor::Agent,
+                    Some(agent),
+                    data,
+                )
+                .await?;
+            }
+        }
+        if reports_backoff && !row.backoff_announced {
+            let done = sqlx::query(
+                "UPDATE agents SET backoff_announced = TRUE WHERE id = $1 AND NOT backoff_announced",
+            )
+            .bind(agent)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                let repositories: Vec<&str> = hb
+                    .backoff_repositories
+                    .iter()
+                    .flatten()
+                    .filter(|r| r.remaining_seconds > 0)
+                    .map(|r| r.repository.as_str())
+                    .collect();
+                let data = serde_json::json!({
+                    "agentId": agent, "name": row.name, "repositories": repositories,
+                    "wholeAgentSeconds": hb.agent_backoff_seconds,
+                });
+                events::record(
+                    &mut tx,
+                    now,
+                    row.tenant_id,
+                    backup_core::EventType::AgentBackoffStarted,
+                    backup_core::Actor::Agent,
+                    Some(agent),
+                    data,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -80,6 +80,15 @@ impl Pools {
                         .execute(&mut *tx)
                         .await?;
                         report.failed_permanently += 1;
+                        protection::task_failed_permanently(
+                            &mut tx,
+                            now,
+                            task,
+                            "retries_exhausted",
+                            Some(error),
+                            backup_core::Actor::System,
+                        )
+                        .await?;
                         if let Ok(kind) = task.kind.parse::<TaskKind>() {
                             *report.failed_permanently_by_kind.get_mut(kind) += 1;
                         }

@@ -12,10 +12,12 @@
 
 mod agents;
 mod claim;
+mod events;
 mod fleet;
 mod heartbeat;
 mod leases;
 mod policies;
+mod protection;
 mod restores;
 mod results;
 mod schedule;
@@ -23,6 +25,7 @@ mod sessions;
 mod snapshots;
 mod tasks;
 mod tenants;
+mod webhooks;
 
 use agents::{agent_settings, ensure_tenant_agent, store_settings};
 
@@ -47,7 +50,7 @@ use crate::{
     cursor::Cursor,
     rows::{
         AgentRow, POLICY_COLUMNS, PolicyRow, RUN_COLUMNS, RunRow, SettingsRow, TASK_COLUMNS,
-        TaskRow, agent_columns, class_name, from_json, settings_columns, to_json,
+        TaskRow, agent_columns, class_name, from_json, protection_case, settings_columns, to_json,
     },
     token::{self, TokenKind},
     ts::Ts,

@@ -1,5 +1,8 @@
 //! Policies: what to back up, check or prune, where and when; and run-now.
 
+use backup_core::{Actor, EventType};
+use serde_json::json;
+
 use super::*;
 
 impl Pools {
@@ -26,13 +29,32 @@ impl Pools {
             .bind(now)
             .bind(next_due);
         bind_spec(q, spec).execute(&mut *tx).await?;
-        let view = policy_row(&mut tx, tenant, *id.as_uuid()).await?.view()?;
+        let alert_after = protection::alert_after(spec, &schedule, ctx, now);
+        protection::set_alert(&mut tx, *id.as_uuid(), alert_after, now, now).await?;
+        let data = json!({
+            "policyId": id, "name": spec.name, "agentId": spec.agent_id, "kind": spec.kind.as_str(),
+            "repository": spec.repository,
+        });
+        events::record(
+            &mut tx,
+            now,
+            *tenant.as_uuid(),
+            EventType::PolicyCreated,
+            Actor::Tenant,
+            Some(*id.as_uuid()),
+            data,
+        )
+        .await?;
+        let view = policy_row(&mut tx, tenant, *id.as_uuid())
+            .await?
+            .view(now.get())?;
         tx.commit().await?;
         Ok(view)
     }
 
     pub(crate) async fn get_policy(
         &self,
+        ctx: &Ctx,
         tenant: TenantId,
         policy: PolicyId,
     ) -> Result<PolicyView> {
@@ -46,11 +68,12 @@ impl Pools {
             .fetch_optional(self.read())
             .await?
             .ok_or(StoreError::NotFound("policy"))?
-            .view()
+            .view(ctx.now().get())
     }
 
     pub(crate) async fn list_policies(
         &self,
+        ctx: &Ctx,
         tenant: TenantId,
         filter: &PolicyFilter,
         page: &PageRequest,
@@ -60,7 +83,9 @@ impl Pools {
             "SELECT {POLICY_COLUMNS} FROM policies p WHERE p.tenant_id = $1 AND p.deleted_at IS NULL \
              AND ($2 IS NULL OR p.agent_id = $2) \
              AND ($3 IS NULL OR p.created_at < $3 OR (p.created_at = $3 AND p.id < $4)) \
-             ORDER BY p.created_at DESC, p.id DESC LIMIT $5"
+             AND ($6 IS NULL OR {} = $6) \
+             ORDER BY p.created_at DESC, p.id DESC LIMIT $5",
+            protection_case!("$7")
         );
         let rows = sqlx::query_as::<_, PolicyRow>(AssertSqlSafe(sql))
             .bind(*tenant.as_uuid())
@@ -68,9 +93,12 @@ impl Pools {
             .bind(cursor.map(|c| c.at))
             .bind(cursor.map(|c| c.id))
             .bind(page.fetch_limit())
+            .bind(filter.protection.map(backup_core::Protection::as_str))
+            .bind(ctx.now())
             .fetch_all(self.read())
             .await?;
-        page.page_of(&rows, PolicyRow::key, PolicyRow::view)
+        let now = ctx.now().get();
+        page.page_of(&rows, PolicyRow::key, |row| row.view(now))
     }
 
     pub(crate) async fn update_policy(
@@ -106,7 +134,33 @@ impl Pools {
             .bind(now)
             .bind(next_due);
         bind_spec(q, &spec).execute(&mut *tx).await?;
-        let view = policy_row(&mut tx, tenant, row.id).await?.view()?;
+        // The alert counts from the last success, or from now for a policy enabled again (its
+        // disabled months are not its fault).
+        let alert_after = protection::alert_after(&spec, &schedule, ctx, now);
+        let base = if spec.enabled && !current.enabled {
+            now
+        } else {
+            row.last_success_at.unwrap_or(row.created_at)
+        };
+        protection::set_alert(&mut tx, row.id, alert_after, base, now).await?;
+        let changed = events::changed(
+            &serde_json::to_value(&current).unwrap_or_default(),
+            &serde_json::to_value(&spec).unwrap_or_default(),
+        );
+        if changed.as_object().is_some_and(|c| !c.is_empty()) {
+            let data = json!({"policyId": row.id, "name": spec.name, "changed": changed});
+            events::record(
+                &mut tx,
+                now,
+                *tenant.as_uuid(),
+                EventType::PolicyUpdated,
+                Actor::Tenant,
+                Some(row.id),
+                data,
+            )
+            .await?;
+        }
+        let view = policy_row(&mut tx, tenant, row.id).await?.view(now.get())?;
         tx.commit().await?;
         Ok(view)
     }
@@ -119,18 +173,29 @@ impl Pools {
     ) -> Result<()> {
         let now = ctx.now();
         let mut tx = self.write().await?;
-        let done = sqlx::query(
+        let name: Option<String> = sqlx::query_scalar(
             "UPDATE policies SET deleted_at = $3, enabled = FALSE, next_due_at = NULL, updated_at = $3 \
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING name",
         )
         .bind(*tenant.as_uuid())
         .bind(*policy.as_uuid())
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
+        let Some(name) = name else {
             return Err(StoreError::NotFound("policy"));
-        }
+        };
+        let data = json!({"policyId": policy, "name": name});
+        events::record(
+            &mut tx,
+            now,
+            *tenant.as_uuid(),
+            EventType::PolicyDeleted,
+            Actor::Tenant,
+            Some(*policy.as_uuid()),
+            data,
+        )
+        .await?;
         sqlx::query(
             "UPDATE tasks SET status = 'cancelled', updated_at = $2 \
              WHERE policy_id = $1 AND status = 'pending'",
@@ -212,8 +277,9 @@ impl Pools {
 
 /// The columns a [`PolicySpec`] is stored in, in [`bind_spec`]'s order.
 const SPEC_COLUMNS: &str = "agent_id, name, kind, max_task_retries, schedule_every, \
-    schedule_cron, timezone, paths, excludes, repository, retention, timeout_minutes, enabled";
-const SPEC_FIELDS: usize = 13;
+    schedule_cron, timezone, paths, excludes, repository, retention, timeout_minutes, enabled, \
+    alert_after";
+const SPEC_FIELDS: usize = 14;
 
 /// Binds a policy's fields, in [`SPEC_COLUMNS`]'s order.
 fn bind_spec<'q>(
@@ -233,6 +299,7 @@ fn bind_spec<'q>(
         .bind(spec.retention.as_ref().map(to_json))
         .bind(opt_i32(spec.timeout_minutes))
         .bind(spec.enabled)
+        .bind(spec.alert_after.as_deref())
 }
 
 async fn policy_row(tx: &mut Tx, tenant: TenantId, policy: Uuid) -> Result<PolicyRow> {

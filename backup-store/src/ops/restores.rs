@@ -82,6 +82,21 @@ impl Pools {
         .bind(to_json(&request))
         .execute(&mut *tx)
         .await?;
+        if kind == TaskKind::Restore {
+            let data = serde_json::json!({
+                "taskId": id, "agentId": agent, "repository": repository, "request": request,
+            });
+            super::events::record(
+                &mut tx,
+                now,
+                *tenant.as_uuid(),
+                backup_core::EventType::RestoreRequested,
+                backup_core::Actor::Tenant,
+                Some(id),
+                data,
+            )
+            .await?;
+        }
         let view = task_by_id(&mut tx, id).await?.view()?;
         tx.commit().await?;
         Ok(view)

@@ -125,6 +125,8 @@ async fn record_result(
                 .bind((!report.output.is_empty()).then(|| to_json(&report.output)))
                 .execute(&mut **tx)
                 .await?;
+                let at = report.finished_at.map_or(now, Ts::new);
+                protection::task_succeeded(tx, now, at, &task).await?;
                 Some(task_by_id(tx, task.id).await?.view()?)
             } else {
                 None
@@ -194,6 +196,10 @@ async fn record_result(
             .bind(output)
             .execute(&mut **tx)
             .await?;
+            if status == TaskStatus::Succeeded {
+                let at = report.finished_at.map_or(now, Ts::new);
+                protection::task_succeeded(tx, now, at, &task).await?;
+            }
         }
         _ => {
             let class = report.error_kind.unwrap_or(ErrorClass::Retriable);
@@ -201,6 +207,21 @@ async fn record_result(
             let decision = decide(ctx, &task, &settings, class);
             retried = apply_failure(tx, &task, decision, report.error.as_deref(), now).await?;
             failed_permanently = !retried;
+            if failed_permanently {
+                let reason = task_by_id(tx, task.id)
+                    .await?
+                    .permanent_reason
+                    .unwrap_or_default();
+                protection::task_failed_permanently(
+                    tx,
+                    now,
+                    &task,
+                    &reason,
+                    report.error.as_deref(),
+                    backup_core::Actor::Agent,
+                )
+                .await?;
+            }
         }
     }
     let view = task_by_id(tx, task.id).await?.view()?;

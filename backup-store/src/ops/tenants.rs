@@ -60,7 +60,7 @@ impl Pools {
         )
     }
 
-    pub(crate) async fn rotate_tenant_token(&self, tenant: TenantId) -> Result<String> {
+    pub(crate) async fn rotate_tenant_token(&self, ctx: &Ctx, tenant: TenantId) -> Result<String> {
         let token = token::generate(TokenKind::Tenant)?;
         let mut tx = self.write().await?;
         let done = sqlx::query("UPDATE tenants SET token_hash = $2 WHERE id = $1")
@@ -76,6 +76,17 @@ impl Pools {
             .bind(*tenant.as_uuid())
             .execute(&mut *tx)
             .await?;
+        // Who and when, never the token.
+        events::record(
+            &mut tx,
+            ctx.now(),
+            *tenant.as_uuid(),
+            backup_core::EventType::TenantTokenRotated,
+            backup_core::Actor::Tenant,
+            Some(*tenant.as_uuid()),
+            serde_json::json!({"tenantId": tenant, "sessionsEnded": true}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(token)
     }

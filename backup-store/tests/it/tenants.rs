@@ -115,7 +115,10 @@ store_test!(another_tenants_objects_are_not_found, |env| async move {
     // Lists filtered by another tenant's ids show nothing, and unfiltered lists nothing of theirs.
     let page = PageRequest::default();
     empty(s.list_agents(other.id, &page).await, "agents");
-    let pf = PolicyFilter { agent_id: Some(id) };
+    let pf = PolicyFilter {
+        agent_id: Some(id),
+        ..PolicyFilter::default()
+    };
     empty(s.list_policies(other.id, &pf, &page).await, "policies");
     let tf = TaskFilter {
         agent_id: Some(id),

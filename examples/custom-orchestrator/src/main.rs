@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         max_task_retries: Some(2),
         timeout_minutes: None,
         enabled: true,
+        alert_after: None,
     };
     store
         .create_policy(tenant.id, &policy("databases", TaskKind::Backup))

@@ -166,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
                 max_task_retries: None,
                 timeout_minutes: Some(10),
                 enabled: true,
+                alert_after: None,
             },
         )
         .await?;
