@@ -135,7 +135,7 @@ pub struct PolicySpec {
     /// Disabled policies are never scheduled (run-now still works).
     #[serde(default = "enabled_default")]
     pub enabled: bool,
-    /// How long without a success before the policy is `overdue` (a humantime duration of 1m
+    /// How long without a success before the policy is `overdue` (a humantime duration of 1s
     /// to 366days); `null`: twice the schedule's gap plus the lease (the view's
     /// `effectiveAlertAfter` shows the value in force).
     #[serde(default)]

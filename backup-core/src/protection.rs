@@ -108,15 +108,15 @@ pub fn default_alert_after(schedule: &Schedule, now: DateTime<Utc>, lease: Durat
         .min(MAX_ALERT_AFTER)
 }
 
-/// Parses a policy's `alertAfter` (a humantime duration of 1 minute to a year).
+/// Parses a policy's `alertAfter` (a humantime duration of 1 second to a year).
 ///
 /// # Errors
 /// [`Error::Invalid`] on `alertAfter`.
 pub fn parse_alert_after(text: &str) -> Result<Duration, Error> {
-    let expected = "a duration of 1m to 366days, like 2h or 3days";
+    let expected = "a duration of 1s to 366days, like 2h or 3days";
     let d = humantime::parse_duration(text)
         .map_err(|_| Error::invalid("alertAfter", text, expected))?;
-    if d < Duration::from_secs(60) || d > MAX_ALERT_AFTER {
+    if d < Duration::from_secs(1) || d > MAX_ALERT_AFTER {
         return Err(Error::invalid("alertAfter", text, expected));
     }
     Ok(d)
@@ -203,7 +203,7 @@ mod tests {
             Duration::from_secs(2 * 24 * 3600 + 900)
         );
         assert_eq!(human_duration(Duration::from_secs(8100)), "2h 15m");
-        assert!(parse_alert_after("30s").is_err() && parse_alert_after("400days").is_err());
+        assert!(parse_alert_after("500ms").is_err() && parse_alert_after("400days").is_err());
         assert_eq!(
             parse_alert_after("90m").expect("valid"),
             Duration::from_secs(5400)

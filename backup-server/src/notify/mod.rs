@@ -22,7 +22,8 @@ use crate::{AppState, metrics::OutcomeLabels};
 /// One attempt's time limit.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claimed delivery is this replica's: past it (a crash), another may attempt it.
-const LEASE: Duration = Duration::from_secs(60);
+/// Longer than an attempt can take, with room for settling it.
+const LEASE: Duration = Duration::from_secs(20);
 /// Deliveries attempted at once.
 const BATCH: u32 = 16;
 

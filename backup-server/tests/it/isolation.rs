@@ -170,9 +170,47 @@ async fn check_rows(w: &World, rows: &[Row]) {
 async fn every_route_for_every_caller(kind: Kind) {
     let Some(w) = world(kind).await else { return };
     let (a, p, t) = (w.agent, w.policy.clone(), w.task.clone());
+    let hook =
+        w.h.post(
+            "/webhooks",
+            &w.owner,
+            json!({"url": "https://1.1.1.1/hook", "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(hook.status, 201, "{:?}", hook.body);
+    let wh = hook.body["id"].as_str().expect("id").to_owned();
     // (method, path, body, kind, status on success). Mutating routes come last, each on
     // objects no other row needs afterwards.
     let routes: Vec<Row> = vec![
+        (Method::GET, "/events".into(), None, Kind2::TenantScope, 200),
+        (
+            Method::GET,
+            "/summary".into(),
+            None,
+            Kind2::TenantScope,
+            200,
+        ),
+        (
+            Method::GET,
+            "/webhooks".into(),
+            None,
+            Kind2::TenantScope,
+            200,
+        ),
+        (
+            Method::POST,
+            "/webhooks".into(),
+            Some(json!({"url": "https://8.8.8.8/x", "events": ["agent.offline"]})),
+            Kind2::TenantScope,
+            201,
+        ),
+        (
+            Method::GET,
+            format!("/webhooks/{wh}/deliveries"),
+            None,
+            Kind2::TenantObject,
+            200,
+        ),
         (Method::GET, "/healthz".into(), None, Kind2::Public, 200),
         (Method::GET, "/readyz".into(), None, Kind2::Public, 200),
         (Method::GET, "/metrics".into(), None, Kind2::Public, 200),
@@ -309,6 +347,17 @@ async fn every_route_for_every_caller(kind: Kind) {
         ),
     ];
     check_rows(&w, &asked).await;
+    check_rows(
+        &w,
+        &[(
+            Method::DELETE,
+            format!("/webhooks/{wh}"),
+            None,
+            Kind2::TenantObject,
+            204,
+        )],
+    )
+    .await;
     // Destructive tenant routes, each on a fresh object per caller.
     for caller in CALLERS {
         let fresh = w.h.agent(&w.owner_tenant, "victim").await;

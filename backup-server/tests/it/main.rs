@@ -7,6 +7,7 @@ mod isolation;
 
 mod browser;
 mod dispatch;
+mod events;
 mod openapi;
 mod replicas;
 mod routes;
