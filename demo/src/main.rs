@@ -194,6 +194,33 @@ async fn status(api: &Api, policies: &[(String, &str)]) -> Result<()> {
             snapshots.join("; ")
         }
     );
+    // Protection at a glance, and the alerts as they land (GET /summary, GET /events).
+    let summary = api.call(reqwest::Method::GET, "/summary", None).await?;
+    let protection: Vec<String> = summary["policies"]
+        .as_object()
+        .map(|counts| {
+            counts
+                .iter()
+                .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("policies by protection: {}", protection.join(", "));
+    for e in api.items("/events?limit=3").await? {
+        let about = e["data"]["name"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| e["data"]["kind"].as_str().map(|k| format!("a {k} task")))
+            .unwrap_or_default();
+        println!(
+            "event {:<24} {:<8} {} ({})",
+            e["type"].as_str().unwrap_or("?"),
+            e["actor"].as_str().unwrap_or("?"),
+            about,
+            relative(&e["time"])
+        );
+    }
     Ok(())
 }
 
