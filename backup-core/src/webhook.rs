@@ -6,12 +6,34 @@
 //! the exact bytes it received, refuses timestamps far from its clock (replays), and uses the
 //! event id as its idempotency key: delivery is at least once.
 //!
+//! A receiver, in full: check the signature over the exact bytes received, refuse a timestamp
+//! far from its own clock, then take the event (and skip an id it has seen):
+//!
 //! ```
-//! use backup_core::{sign_webhook, verify_webhook};
-//! let body = br#"{"id":"...","type":"agent.offline"}"#;
-//! let header = sign_webhook("whsec_example", 1_767_225_600, body);
-//! assert!(verify_webhook("whsec_example", "1767225600", body, &header));
-//! assert!(!verify_webhook("whsec_example", "1767225601", body, &header));
+//! use backup_core::{EventView, sign_webhook, verify_webhook};
+//!
+//! /// One POST: `timestamp` and `signature` are the X-Fleet-Timestamp and X-Fleet-Signature
+//! /// headers, `now` the receiver's Unix time.
+//! fn accept(secret: &str, timestamp: &str, signature: &str, body: &[u8], now: i64)
+//!     -> Result<EventView, &'static str>
+//! {
+//!     if !verify_webhook(secret, timestamp, body, signature) {
+//!         return Err("401: not signed with our secret");
+//!     }
+//!     let sent: i64 = timestamp.parse().map_err(|_| "400: a bad timestamp")?;
+//!     if (now - sent).abs() > 300 {
+//!         return Err("401: more than 5 minutes off: a replay?");
+//!     }
+//!     serde_json::from_slice(body).map_err(|_| "400: not an event")
+//! }
+//!
+//! let body = br#"{"id":"0190c8e4-6f1a-7cc2-9a39-3c1f0a5e2b11","type":"agent.offline",
+//!   "time":"2026-01-01T00:00:00Z","actor":"system","subjectId":null,"data":{}}"#;
+//! let signature = sign_webhook("whsec_example", 1_767_225_600, body);
+//! let event = accept("whsec_example", "1767225600", &signature, body, 1_767_225_630).unwrap();
+//! assert_eq!(event.event_type.as_str(), "agent.offline");
+//! assert!(accept("whsec_other", "1767225600", &signature, body, 1_767_225_630).is_err());
+//! assert!(accept("whsec_example", "1767225600", &signature, body, 1_767_230_000).is_err());
 //! ```
 
 use chrono::{DateTime, Utc};
