@@ -77,9 +77,6 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
     } else {
         None
     };
-    metrics
-        .tick_duration
-        .observe(started.elapsed().as_secs_f64());
     // Transitions the time brings: an agent offline, a policy overdue (recorded once each).
     let transitions = state.store().sweep_transitions().await?;
     for (reason, n) in [
@@ -95,6 +92,9 @@ pub async fn scheduler_tick(state: &AppState) -> Result<TickSummary, ApiError> {
                 .inc_by(n);
         }
     }
+    metrics
+        .tick_duration
+        .observe(started.elapsed().as_secs_f64());
     let (returned, lost) = lapses.as_ref().map_or((0, 0), |l| (l.returned, l.lost));
     if schedule.created > 0 || returned + lost > 0 {
         tracing::info!(

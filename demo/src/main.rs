@@ -364,6 +364,7 @@ async fn main() -> Result<()> {
         "orchestratorUrl: {base}\npollingIntervalSeconds: 2\nheartbeatIntervalSeconds: 2\nagentId: {agent_id}\n\
          token: {}\nstateDir: {}\nmaxConcurrentTasks: 2\nmaxConcurrentBackups: 2\ncpuQuotaPercent: 50\n\
          maxRetries: 3\nmaxBackoffMinutes: 1\nbackoffBaseSeconds: 5\nbackoffFailureThreshold: 2\n\
+         repositoryTimeoutSeconds: 10\n\
          repositories:\n  local:\n    url: {}\n    passwordFile: {}\n    initIfMissing: true\n  \
          offsite:\n    url: {unreachable}\n    passwordFile: {}\n",
         agent["token"].as_str().context("agent token")?,

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use backup_core::{ProcessControl, SnapshotList, SnapshotReport, SnapshotSummary, SnapshotsStored};
+use backup_core::{SnapshotList, SnapshotReport, SnapshotSummary, SnapshotsStored};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -159,12 +159,14 @@ impl Agent {
             guard = self.inner.locks.acquire(name, false) => guard,
             () = self.inner.shutdown.cancelled() => return Err("shutting down".into()),
         };
-        let outcome = self
-            .inner
-            .runner
-            .run(spec, ProcessControl::none())
-            .await
-            .map_err(|e| format!("cannot run restic: {e}"))?;
+        let (outcome, unreachable) = self.run_reaching(spec).await;
+        if let Some(last) = unreachable {
+            return Err(format!(
+                "the repository did not answer within {} s (repositoryTimeoutSeconds): {last}",
+                self.inner.config.repository_timeout_seconds
+            ));
+        }
+        let outcome = outcome.map_err(|e| format!("cannot run restic: {e}"))?;
         if !outcome.status.success() {
             let last = outcome.stderr_tail.lines().last().unwrap_or_default();
             return Err(format!(

@@ -3,7 +3,7 @@
 //! meaning of restic's exit codes and output lives in `restic.rs`; here it becomes a report
 //! and a backoff change.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use backup_core::{
     AttemptOutcome, AttemptReport, ClaimedTask, ErrorClass, IoClass, ProcessControl, ProcessEvent,
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Agent,
+    reach::{self, Reach},
     restore::{self, Output},
     worker::{BackoffChange, Finished},
 };
@@ -152,7 +153,9 @@ impl Agent {
                 ));
             }
         };
-        let mut spec = self.spec(repo, restic::arguments(&command, version), Some(task.kind));
+        let args =
+            restic::arguments_waiting(&command, version, self.inner.config.lock_wait_seconds);
+        let mut spec = self.spec(repo, args, Some(task.kind));
         let minutes = task.timeout_minutes.unwrap_or_else(|| match task.kind {
             // A person waits for a listing: it has minutes, not the hours of a backup.
             TaskKind::Ls => restore::LS_TIMEOUT_MINUTES.min(self.inner.config.task_timeout_minutes),
@@ -161,6 +164,13 @@ impl Agent {
         spec.timeout = Some(Duration::from_secs(u64::from(minutes) * 60));
 
         let (stopper, stop) = StopSignal::pair();
+        let reach = Arc::new(Reach::default());
+        let watchdog = (self.inner.config.repository_timeout_seconds > 0).then(|| {
+            reach.watch(
+                Duration::from_secs(u64::from(self.inner.config.repository_timeout_seconds)),
+                stopper.clone(),
+            )
+        });
         let stop_on_cancel = {
             let (cancel, shutdown) = (cancel.clone(), self.inner.shutdown.clone());
             tokio::spawn(async move {
@@ -177,6 +187,7 @@ impl Agent {
             let (task_id, attempt, kind, repository) =
                 (task.id, task.attempt, task.kind, task.repository.clone());
             let mut output = Output::for_task(task);
+            let reach = reach.clone();
             tokio::spawn(async move {
                 while let Some(event) = rx.recv().await {
                     match event {
@@ -194,7 +205,11 @@ impl Agent {
                         ProcessEvent::Line {
                             stream: Stream::Stdout,
                             line,
-                        } => output.push_line(line),
+                        } => {
+                            reach.note(Stream::Stdout, &line);
+                            output.push_line(line);
+                        }
+                        ProcessEvent::Line { stream, line } => reach.note(stream, &line),
                         _ => {}
                     }
                 }
@@ -213,6 +228,9 @@ impl Agent {
             )
             .await;
         stop_on_cancel.abort();
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         let output = recorder.await.unwrap_or_else(|_| Output::for_task(task));
         self.shared().ledger.release(task.id);
         // The process record stays until the result is in the outbox (see `work`).
@@ -231,6 +249,21 @@ impl Agent {
             Ok(outcome) => outcome,
         };
         report.exit_code = outcome.status.code();
+        if let Some(last) = reach.fired() {
+            // Stopped by the watchdog: the repository never answered. A failure of the
+            // repository, retried by the budget and counted toward its backoff.
+            let mut finished = Finished::failed(
+                task.attempt,
+                ErrorClass::Retriable,
+                format!(
+                    "the repository did not answer within {} s (repositoryTimeoutSeconds); restic: {last}",
+                    self.inner.config.repository_timeout_seconds
+                ),
+                counts_for_backoff(task).then(|| Scope::Repository(task.repository.clone())),
+            );
+            finished.report.exit_code = report.exit_code;
+            return Some(finished);
+        }
         let finished_anyway = matches!(
             restic::classify(version, task.kind, outcome.status, ""),
             Classified::Succeeded | Classified::Partial
@@ -321,13 +354,32 @@ impl Agent {
         }
         let version = self.inner.restic_version;
         let mut spec = self.spec(repo, restic::arguments(&Command::CatConfig, version), None);
-        spec.timeout = Some(Duration::from_secs(300));
+        // The probe only opens the repository: it gets the time to reach it, no more.
+        let reach_seconds = match self.inner.config.repository_timeout_seconds {
+            0 => 300,
+            n => n,
+        };
+        spec.timeout = Some(Duration::from_secs(u64::from(reach_seconds)));
         let probe = self
             .inner
             .runner
             .run(spec, ProcessControl::none())
             .await
             .map_err(|e| (ErrorClass::Retriable, format!("cannot run restic: {e}")))?;
+        if probe.terminated == Some(Termination::TimedOut) {
+            let last = probe
+                .stderr_tail
+                .lines()
+                .rev()
+                .find(|l| reach::retries_opening(l));
+            return Err((
+                ErrorClass::Retriable,
+                format!(
+                    "the repository did not answer within {reach_seconds} s (repositoryTimeoutSeconds); restic: {}",
+                    last.unwrap_or("no answer").trim()
+                ),
+            ));
+        }
         if probe.status.success() {
             self.shared().checked_repositories.insert(name.to_owned());
             return Ok(());

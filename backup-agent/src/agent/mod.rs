@@ -22,6 +22,7 @@ mod invoke;
 mod outbox;
 mod persist;
 mod poll;
+mod reach;
 mod recovery;
 mod restore;
 mod worker;

@@ -263,7 +263,14 @@ impl Agent {
             self.restic_unlock(&task.repository, &repo).await;
         }
         let mut finished = match self.ensure_repository(&task.repository, &repo).await {
-            Err((class, message)) => Finished::failed(task.attempt, class, message, None),
+            // A repository that cannot be reached or made counts toward its backoff.
+            Err((class, message)) => Finished::failed(
+                task.attempt,
+                class,
+                message,
+                (class == ErrorClass::Retriable && task.kind.is_scheduled())
+                    .then(|| Scope::Repository(task.repository.clone())),
+            ),
             Ok(()) => self.run_restic(task, &repo, cancel).await?,
         };
         finished.report.started_at = Some(started_at);

@@ -58,6 +58,11 @@ pub struct AgentConfig {
     pub metrics_listen: Option<String>,
     /// Per-attempt limit when the policy sets none.
     pub task_timeout_minutes: u32,
+    /// Seconds an attempt may spend retrying the opening of an unreachable repository before
+    /// it is stopped and counted as a failure of the repository (0: no limit).
+    pub repository_timeout_seconds: u32,
+    /// Seconds restic waits for a conflicting lock (`--retry-lock`, restic 0.16+; 0: none).
+    pub lock_wait_seconds: u32,
     /// Seconds between SIGINT and SIGKILL when stopping restic.
     pub stop_grace_seconds: u32,
     /// Proposed settings (see the module docs).
@@ -125,6 +130,8 @@ impl Default for AgentConfig {
             restore_targets: Vec::new(),
             metrics_listen: None,
             task_timeout_minutes: 360,
+            repository_timeout_seconds: 300,
+            lock_wait_seconds: 120,
             stop_grace_seconds: 10,
             max_concurrent_tasks: None,
             max_concurrent_backups: None,
@@ -184,6 +191,16 @@ const OWN_KEYS: &[Key] = &[
         }),
     )
     .doc("Per-attempt limit when the policy sets none; then SIGINT, the grace, SIGKILL."),
+    Key::new(
+        &["repositoryTimeoutSeconds"],
+        Kind::Number(Range { min: 0, max: 86_400 }),
+    )
+    .doc("Seconds an attempt may spend retrying the opening of a repository that does not answer (restic 0.17+ retries a dead backend for many minutes by itself) before it is stopped and counted as a retriable failure of the repository, toward its backoff. 0: no limit."),
+    Key::new(
+        &["lockWaitSeconds"],
+        Kind::Number(Range { min: 0, max: 86_400 }),
+    )
+    .doc("Seconds restic waits for a conflicting lock before the attempt fails as locked (`--retry-lock`, restic 0.16+). 0: no wait."),
     Key::new(
         &["stopGraceSeconds"],
         Kind::Number(Range { min: 1, max: 3600 }),

@@ -64,12 +64,32 @@ pub enum Command<'a> {
     Version,
 }
 
-/// The arguments for `command` on `version` (flags that need a newer restic are left out).
+/// How long restic waits for a conflicting lock unless told otherwise: 2 minutes.
+pub const DEFAULT_LOCK_WAIT_SECONDS: u32 = 120;
+
+/// The arguments for `command` on `version` (flags that need a newer restic are left out),
+/// waiting [`DEFAULT_LOCK_WAIT_SECONDS`] for a lock.
 ///
 /// Values that come from policies are passed as `--flag=value` and paths after `--`, so a
 /// path or pattern that starts with `-` can never be read as a flag.
 pub fn arguments(command: &Command<'_>, version: Option<ResticVersion>) -> Vec<String> {
-    let retry_lock = version.is_some_and(|v| v.has_retry_lock());
+    arguments_waiting(command, version, DEFAULT_LOCK_WAIT_SECONDS)
+}
+
+/// As [`arguments`], waiting `lock_wait_seconds` for a conflicting lock (restic 0.16+'s
+/// `--retry-lock`; 0 waits not at all).
+pub fn arguments_waiting(
+    command: &Command<'_>,
+    version: Option<ResticVersion>,
+    lock_wait_seconds: u32,
+) -> Vec<String> {
+    // A Go duration: whole minutes as such, else seconds.
+    let wait = if lock_wait_seconds.is_multiple_of(60) {
+        format!("{}m", lock_wait_seconds / 60)
+    } else {
+        format!("{lock_wait_seconds}s")
+    };
+    let retry_lock = version.is_some_and(|v| v.has_retry_lock()) && lock_wait_seconds > 0;
     let mut args: Vec<String> = Vec::new();
     match command {
         Command::Backup {
@@ -86,7 +106,7 @@ pub fn arguments(command: &Command<'_>, version: Option<ResticVersion>) -> Vec<S
                 args.push(format!("--limit-upload={kib}"));
             }
             if retry_lock {
-                args.push("--retry-lock=2m".into());
+                args.push(format!("--retry-lock={wait}"));
             }
             args.push("--".into());
             args.extend(paths.iter().cloned());
@@ -94,14 +114,14 @@ pub fn arguments(command: &Command<'_>, version: Option<ResticVersion>) -> Vec<S
         Command::Check => {
             args.push("check".into());
             if retry_lock {
-                args.push("--retry-lock=2m".into());
+                args.push(format!("--retry-lock={wait}"));
             }
         }
         Command::Prune { retention, host } => {
             args.extend(["forget".into(), "--prune".into(), format!("--host={host}")]);
             args.extend(retention.rules());
             if retry_lock {
-                args.push("--retry-lock=2m".into());
+                args.push(format!("--retry-lock={wait}"));
             }
         }
         Command::Snapshots { host } => {
@@ -127,7 +147,7 @@ pub fn arguments(command: &Command<'_>, version: Option<ResticVersion>) -> Vec<S
                 args.push("--dry-run".into());
             }
             if retry_lock {
-                args.push("--retry-lock=2m".into());
+                args.push(format!("--retry-lock={wait}"));
             }
             args.extend(["--".into(), (*snapshot).to_owned()]);
         }
@@ -207,6 +227,15 @@ mod tests {
             ]
         );
         assert_eq!(arguments(&Command::Check, Some(V014)), ["check"]);
+        assert_eq!(
+            arguments_waiting(&Command::Check, Some(V017), 90),
+            ["check", "--retry-lock=90s"]
+        );
+        assert_eq!(
+            arguments_waiting(&Command::Check, Some(V017), 0),
+            ["check"],
+            "0 waits not at all"
+        );
         let include = vec!["-x".to_owned()];
         assert_eq!(
             arguments(

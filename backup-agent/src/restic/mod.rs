@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use classify::{Classified, FailureKind, classify};
-pub use command::{Command, arguments};
+pub use command::{Command, DEFAULT_LOCK_WAIT_SECONDS, arguments, arguments_waiting};
 pub use output::{
     BackupSummary, LsListing, RestoreSummary, parse_ls, parse_restore_summary, parse_summary,
 };

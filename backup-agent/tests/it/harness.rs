@@ -663,6 +663,16 @@ pub(crate) async fn run_to_end(spec: ProcessSpec) -> (ProcessOutcome, Vec<Proces
     (out, events)
 }
 
+/// The version of the restic on `PATH`; `None` (after a notice) when there is none.
+pub(crate) fn local_restic() -> Option<backup_agent::restic::ResticVersion> {
+    backup_testkit::restic()?;
+    let out = std::process::Command::new("restic")
+        .arg("version")
+        .output()
+        .expect("restic version");
+    backup_agent::restic::ResticVersion::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
 /// A password file and a directory for an agent's state.
 pub(crate) fn scratch() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("dir");

@@ -249,19 +249,13 @@ async fn a_locked_repository_backs_off_then_succeeds_once_the_holder_is_gone() {
     s.config.backoff_failure_threshold = Some(1);
     s.config.backoff_base_seconds = Some(3);
     s.config.max_backoff_minutes = Some(1);
+    // restic 0.16 and later wait for the lock themselves (--retry-lock) before they fail.
+    s.config.lock_wait_seconds = 5;
     s.backup_of("main", &data.join("hello.txt")).await;
     let running = s.start_real().await;
     let server = &s.server;
     let view = format!("/agents/{}", s.agent.id);
-    // restic 0.16 and later wait for the lock themselves (the agent passes --retry-lock=2m)
-    // before they fail.
-    let version = std::process::Command::new("restic")
-        .arg("version")
-        .output()
-        .expect("restic version");
-    let waits_for_locks = restic::ResticVersion::parse(&String::from_utf8_lossy(&version.stdout))
-        .is_some_and(|v| v.has_retry_lock());
-    let within = if waits_for_locks { 200 } else { 60 };
+    let within = 60;
     server
         .wait_for(within, "repository backoff reported", || async {
             server.get(&view).await["backoffRepositories"][0]["repository"] == "main"
@@ -553,4 +547,46 @@ async fn a_successful_attempt_costs_at_most_two_state_writes() {
         state.outbox.is_empty() && state.processes.is_empty(),
         "the settled results left the file at shutdown: {state:?}"
     );
+}
+
+/// restic 0.17+ retries a backend that refuses connections for about a quarter of an hour;
+/// `repositoryTimeoutSeconds` stops it and counts a failure of the repository (0.14 fails at
+/// once by itself): for the backup itself (the watchdog) and for the `initIfMissing` probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_remote_fails_within_the_repository_timeout() {
+    let Some(version) = crate::harness::local_restic() else {
+        return;
+    };
+    for init_if_missing in [false, true] {
+        let mut s = setup("unreachable", &["main"]).await;
+        let data = sample_data(s.dir.path(), 1000);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let repo = s.config.repositories.get_mut("main").expect("main");
+        repo.url = format!("rest:http://127.0.0.1:{port}/");
+        repo.init_if_missing = init_if_missing;
+        s.config.repository_timeout_seconds = 3;
+        let backup = s.backup_of("main", &data).await;
+        let running = s.start_real().await;
+        let query = format!("{}&status=failed", policy_query(&backup));
+        s.server
+            .wait_for(60, "a failed attempt", || async {
+                !s.server.runs(&query).await.is_empty()
+            })
+            .await;
+        let run = s.server.runs(&query).await.remove(0);
+        let error = run["error"].as_str().unwrap_or_default();
+        assert_eq!(run["errorKind"], "retriable", "{run}");
+        if version.has_exit_codes() {
+            assert!(error.contains("repositoryTimeoutSeconds"), "{run}");
+            assert!(error.contains("<config/>"), "restic's words: {run}");
+        }
+        assert!(
+            run["durationMs"].as_i64().unwrap_or(i64::MAX) < 30_000,
+            "stopped by the deadline, not by restic's own retries: {run}"
+        );
+        running.stop().await;
+    }
 }

@@ -5,21 +5,13 @@
 
 use std::path::Path;
 
-use backup_agent::restic::ResticVersion;
 use backup_testkit::tree_digest;
 use serde_json::{Value, json};
 
 use crate::harness::{Setup, setup};
 use crate::real_restic::sample_data;
 
-fn local_restic() -> Option<ResticVersion> {
-    backup_testkit::restic()?;
-    let out = std::process::Command::new("restic")
-        .arg("version")
-        .output()
-        .expect("restic version");
-    ResticVersion::parse(&String::from_utf8_lossy(&out.stdout))
-}
+use crate::harness::local_restic;
 
 /// The setup with `data` backed up once by the agent: the snapshot's short id.
 async fn backed_up(s: &Setup, data: &Path) -> String {

@@ -90,14 +90,37 @@ impl Pools {
         {
             match current.apply(proposal) {
                 Ok(adopted) if adopted != current => {
+                    // Adopted with its audit event, in one transaction (actor: the agent).
+                    let mut tx = self.write().await?;
                     let done = store_settings(
-                        pool,
+                        &mut *tx,
                         agent_uuid,
                         &adopted,
                         SettingsSource::Agent,
                         Some(SettingsSource::Agent),
                     )
                     .await?;
+                    if done {
+                        let changed = events::changed(
+                            &serde_json::to_value(current).unwrap_or_default(),
+                            &serde_json::to_value(adopted).unwrap_or_default(),
+                        );
+                        let data = serde_json::json!({
+                            "agentId": agent_uuid, "name": row.name, "changed": changed,
+                            "proposed": true,
+                        });
+                        events::record(
+                            &mut tx,
+                            now,
+                            row.tenant_id,
+                            backup_core::EventType::AgentSettingsChanged,
+                            backup_core::Actor::Agent,
+                            Some(agent_uuid),
+                            data,
+                        )
+                        .await?;
+                    }
+                    tx.commit().await?;
                     if done {
                         settings = adopted;
                     }
