@@ -153,6 +153,7 @@ pub(crate) fn effective_retention(
 pub(crate) fn own_secrets(config: &AgentConfig) -> Vec<String> {
     let mut files: Vec<&PathBuf> = Vec::new();
     files.extend(config.token_file.iter());
+    files.extend(config.enrollment_token_file.iter());
     files.extend(config.config_file.iter());
     files.push(&config.state_dir);
     for repository in config.repositories.values() {

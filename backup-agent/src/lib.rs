@@ -38,6 +38,7 @@
 mod agent;
 mod client;
 mod config;
+mod enroll;
 mod guard;
 mod metrics;
 pub mod quota;
@@ -62,6 +63,7 @@ pub use config::{
     AgentConfig, ConfigError, REPOSITORY_KEYS, RepositoryConfig, default_floor, env_name,
     parse_env_file,
 };
+pub use enroll::{CREDENTIALS_FILE, ensure_credentials};
 pub use runner::TokioProcessRunner;
 
 /// Why the agent cannot start or run.
@@ -100,6 +102,32 @@ impl From<ConfigError> for AgentError {
     fn from(e: ConfigError) -> Self {
         AgentError::Config(e.0)
     }
+}
+
+/// `backup-agent run`: the agent on this machine with the real restic and the HTTP client,
+/// until SIGINT or SIGTERM. An agent without credentials enrolls itself first (once: it keeps
+/// them in its state directory); a SIGHUP reads the token file again.
+///
+/// # Errors
+/// [`AgentError`] for a refused enrollment, a missing restic, an unusable state directory.
+pub async fn run_until_signal(mut config: AgentConfig) -> Result<(), AgentError> {
+    let options = AgentOptions::default();
+    let hostname = config
+        .host
+        .clone()
+        .unwrap_or_else(|| options.hostname.clone());
+    ensure_credentials(&mut config, &hostname).await?;
+    let client = std::sync::Arc::new(HttpClient::from_config(&config)?);
+    client.clone().reload_token_on_sighup();
+    let agent = Agent::start(
+        config,
+        options,
+        std::sync::Arc::new(TokioProcessRunner::new()),
+        client,
+        std::sync::Arc::new(backup_core::SystemClock),
+    )
+    .await?;
+    agent.run(backup_config::shutdown_signal()).await
 }
 
 /// What `backup-agent diagnostics` read, and from where.

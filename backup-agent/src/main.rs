@@ -2,10 +2,9 @@
 //! starts tracing and calls the library.
 
 use backup_agent::Configuration as _;
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
-use backup_agent::{Agent, AgentConfig, AgentOptions, HttpClient, TokioProcessRunner};
-use backup_core::SystemClock;
+use backup_agent::AgentConfig;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -45,17 +44,6 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let client = Arc::new(HttpClient::from_config(&config)?);
-    client.clone().reload_token_on_sighup();
-    let runner = Arc::new(TokioProcessRunner::new());
-    let agent = Agent::start(
-        config,
-        AgentOptions::default(),
-        runner,
-        client,
-        Arc::new(SystemClock),
-    )
-    .await?;
-    agent.run(backup_config::shutdown_signal()).await?;
+    backup_agent::run_until_signal(config).await?;
     Ok(())
 }

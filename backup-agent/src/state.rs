@@ -274,7 +274,17 @@ fn replace(dir: &Path, path: &Path, bytes: &[u8], durable: bool) -> std::io::Res
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
     ));
     {
-        let mut file = File::create(&tmp)?;
+        // Readable by the agent's user only: the state's outbox and the credentials the
+        // agent enrolled with are nobody else's.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+        };
         file.write_all(bytes)?;
         if durable {
             file.sync_all()?;

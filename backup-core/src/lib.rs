@@ -49,6 +49,7 @@
 mod backoff;
 mod clock;
 mod dispatch;
+mod enroll;
 mod error;
 mod event;
 pub mod exposition;
@@ -72,6 +73,10 @@ pub use backoff::{ExponentialBackoff, Jitter, RandomSource, SplitMix64};
 pub use clock::MockClock;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dispatch::{DispatchInputs, SkipReason};
+pub use enroll::{
+    CreateEnrollmentToken, EnrollRequest, Enrolled, EnrollmentTokenCreated, EnrollmentTokenId,
+    EnrollmentTokenView, MAX_ENROLLMENT_TTL, MAX_ENROLLMENT_USES,
+};
 pub use error::{Error, ErrorClass, Result, in_api_words};
 pub use event::{Actor, EventType, EventView};
 pub use gate::{Acquire, ConcurrencyGate, GateGuard, GateLimits, GateSnapshot};

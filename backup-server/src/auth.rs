@@ -123,6 +123,35 @@ impl FromRequestParts<AppState> for AgentAuth {
     }
 }
 
+/// An enrollment token as presented (checked, and one use spent, with the request's body:
+/// [`EnrollBearer::failed`] counts a refusal against the client's address).
+#[derive(Debug)]
+pub(crate) struct EnrollBearer {
+    /// The token.
+    pub(crate) token: String,
+    address: Option<IpAddr>,
+}
+
+impl EnrollBearer {
+    /// Counts a refused token against the client's address (`limits.authFailuresPerMinute`).
+    pub(crate) fn failed(&self, state: &AppState) {
+        state.auth_failed(self.address);
+    }
+}
+
+impl FromRequestParts<AppState> for EnrollBearer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let address = client_address(parts);
+        state.admit_address(address)?;
+        Ok(EnrollBearer {
+            token: bearer(parts)?.to_owned(),
+            address,
+        })
+    }
+}
+
 /// The admin.
 #[derive(Clone, Copy, Debug)]
 pub struct AdminAuth;

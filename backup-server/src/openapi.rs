@@ -73,6 +73,8 @@ impl Modify for SharedResponses {
                 }
                 let unauthorized = if schemes.iter().any(|s| s == "agent") {
                     Some("Missing, unknown or revoked agent token")
+                } else if schemes.iter().any(|s| s == "enrollment") {
+                    Some("An unknown, revoked, expired or used-up enrollment token")
                 } else if schemes.iter().any(|s| s == "admin") {
                     Some("Missing or wrong admin token, or none configured")
                 } else if schemes.iter().any(|s| s == "tenant") {
@@ -119,6 +121,7 @@ impl Modify for Security {
         components.add_security_scheme("tenant", bearer());
         components.add_security_scheme("agent", bearer());
         components.add_security_scheme("admin", bearer());
+        components.add_security_scheme("enrollment", bearer());
         components.add_security_scheme(
             "tenantId",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Tenant-ID"))),

@@ -153,6 +153,7 @@ macro_rules! on_backend {
 
 // The store's API, one file per concept beyond the first ones (they use `on_backend!`).
 mod dispatch;
+mod enrollment;
 mod events;
 mod restores;
 mod snapshots;

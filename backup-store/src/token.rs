@@ -16,6 +16,8 @@ pub(crate) enum TokenKind {
     Csrf,
     /// A webhook's signing key (kept as it is: the server signs with it).
     WebhookSecret,
+    /// An enrollment token (agents create themselves with it).
+    Enrollment,
 }
 
 /// A new token: a kind prefix and 64 hex digits (256 bits from the OS's generator).
@@ -29,6 +31,7 @@ pub(crate) fn generate(kind: TokenKind) -> Result<String> {
         TokenKind::Session => "rft_s_",
         TokenKind::Csrf => "",
         TokenKind::WebhookSecret => "whsec_",
+        TokenKind::Enrollment => "rft_e_",
     };
     Ok(format!("{prefix}{}", hex::encode(bytes)))
 }

@@ -49,6 +49,12 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// The restic binary.
     pub restic_binary: PathBuf,
+    /// An enrollment token: an agent without `agentId` and `token` enrolls itself with it once.
+    pub enrollment_token: Option<String>,
+    /// A file holding the enrollment token.
+    pub enrollment_token_file: Option<PathBuf>,
+    /// The name an enrolling agent gives itself (default: the host name).
+    pub name: Option<String>,
     /// Repositories by name.
     pub repositories: BTreeMap<String, RepositoryConfig>,
     /// Absolute directories a restore may write under (empty: `<stateDir>/restores` only);
@@ -103,6 +109,10 @@ impl std::fmt::Debug for AgentConfig {
             .field("agent_id", &self.agent_id)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("token_file", &self.token_file)
+            .field(
+                "enrollment_token",
+                &self.enrollment_token.as_ref().map(|_| "<hidden>"),
+            )
             .field("host", &self.host)
             .field("state_dir", &self.state_dir)
             .field("restic_binary", &self.restic_binary)
@@ -126,6 +136,9 @@ impl Default for AgentConfig {
             config_file: None,
             state_dir: PathBuf::from("./agent-state"),
             restic_binary: PathBuf::from("restic"),
+            enrollment_token: None,
+            enrollment_token_file: None,
+            name: None,
             repositories: BTreeMap::new(),
             restore_targets: Vec::new(),
             metrics_listen: None,
@@ -171,6 +184,12 @@ const OWN_KEYS: &[Key] = &[
     .doc("The id `POST /agents` answered."),
     Key::new(&["token"], Kind::Text)
     .doc("The agent token `POST /agents` showed once (or use `tokenFile`)."),
+    Key::new(&["enrollmentToken"], Kind::Text)
+    .doc("An enrollment token (`POST /enrollment-tokens`): an agent without `agentId` and `token` enrolls itself once and keeps its credentials in `<stateDir>/credentials.json` (mode 0600); later starts reuse them."),
+    Key::new(&["enrollmentTokenFile"], Kind::Text)
+    .doc("A file holding the enrollment token (instead of `enrollmentToken`)."),
+    Key::new(&["name"], Kind::Text)
+    .doc("The name an enrolling agent gives itself (default: the host name); unique among the tenant's agents."),
     Key::new(&["tokenFile"], Kind::Text)
     .doc("A file holding the token; read again on a 401 and on SIGHUP (token rotation without a restart)."),
     Key::new(&["host"], Kind::Text)
@@ -379,7 +398,7 @@ impl AgentConfig {
             return Ok(token);
         }
         Err(ConfigError(format!(
-            "token: missing; set token or tokenFile in the file, or {} (the token printed by POST /agents)",
+            "token: missing; set token or tokenFile in the file, or {} (the token printed by POST /agents), or an enrollmentToken",
             env_name("token")
         )))
     }
@@ -391,7 +410,7 @@ impl AgentConfig {
     pub fn resolve_agent_id(&self) -> Result<backup_core::AgentId, ConfigError> {
         let raw = self.agent_id.as_deref().ok_or_else(|| {
             ConfigError(format!(
-                "agentId: missing; set agentId in the file or {} (the id from POST /agents)",
+                "agentId: missing; set agentId in the file or {} (the id from POST /agents), or an enrollmentToken",
                 env_name("agentId")
             ))
         })?;

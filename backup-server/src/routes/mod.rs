@@ -2,6 +2,7 @@
 //! (body limit, timeout, request ids, tracing without secrets, metrics, JSON 404 / 405).
 
 mod agents;
+mod enrollment;
 mod events;
 mod health;
 mod policies;
@@ -36,6 +37,7 @@ use crate::{
 };
 
 pub(crate) use agents::*;
+pub(crate) use enrollment::*;
 pub(crate) use events::*;
 pub(crate) use health::*;
 pub(crate) use policies::*;
@@ -79,6 +81,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(create_webhook, list_webhooks))
         .routes(routes!(delete_webhook))
         .routes(routes!(list_deliveries))
+        .routes(routes!(create_enrollment_token, list_enrollment_tokens))
+        .routes(routes!(revoke_enrollment_token))
+        .routes(routes!(enroll))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -179,6 +179,15 @@ async fn every_route_for_every_caller(kind: Kind) {
         .await;
     assert_eq!(hook.status, 201, "{:?}", hook.body);
     let wh = hook.body["id"].as_str().expect("id").to_owned();
+    let enrollment =
+        w.h.post(
+            "/enrollment-tokens",
+            &w.owner,
+            json!({"expiresIn": "1h", "maxUses": 1}),
+        )
+        .await;
+    assert_eq!(enrollment.status, 201, "{:?}", enrollment.body);
+    let et = enrollment.body["id"].as_str().expect("id").to_owned();
     // (method, path, body, kind, status on success). Mutating routes come last, each on
     // objects no other row needs afterwards.
     let routes: Vec<Row> = vec![
@@ -196,6 +205,20 @@ async fn every_route_for_every_caller(kind: Kind) {
             None,
             Kind2::TenantScope,
             200,
+        ),
+        (
+            Method::GET,
+            "/enrollment-tokens".into(),
+            None,
+            Kind2::TenantScope,
+            200,
+        ),
+        (
+            Method::POST,
+            "/enrollment-tokens".into(),
+            Some(json!({"expiresIn": "1h", "maxUses": 3})),
+            Kind2::TenantScope,
+            201,
         ),
         (
             Method::POST,
@@ -349,13 +372,22 @@ async fn every_route_for_every_caller(kind: Kind) {
     check_rows(&w, &asked).await;
     check_rows(
         &w,
-        &[(
-            Method::DELETE,
-            format!("/webhooks/{wh}"),
-            None,
-            Kind2::TenantObject,
-            204,
-        )],
+        &[
+            (
+                Method::DELETE,
+                format!("/webhooks/{wh}"),
+                None,
+                Kind2::TenantObject,
+                204,
+            ),
+            (
+                Method::DELETE,
+                format!("/enrollment-tokens/{et}"),
+                None,
+                Kind2::TenantObject,
+                204,
+            ),
+        ],
     )
     .await;
     // Destructive tenant routes, each on a fresh object per caller.

@@ -7,6 +7,7 @@ mod isolation;
 
 mod browser;
 mod dispatch;
+mod enrollment;
 mod events;
 mod openapi;
 mod replicas;

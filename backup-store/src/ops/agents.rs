@@ -6,6 +6,48 @@ use serde_json::json;
 
 use super::*;
 
+/// Inserts a new agent of `tenant` with the default settings, in the caller's transaction;
+/// its id and its token (shown once).
+pub(super) async fn insert_agent(
+    tx: &mut Tx,
+    now: Ts,
+    tenant: TenantId,
+    body: &CreateAgent,
+) -> Result<(AgentId, String)> {
+    validate_name("name", &body.name)?;
+    validate_name("hostname", &body.hostname)?;
+    let id = AgentId::new();
+    let token = token::generate(TokenKind::Agent)?;
+    let inserted = sqlx::query(
+        "INSERT INTO agents (id, tenant_id, name, hostname, token_hash, created_at, \
+         running_tasks, queue_depth, pending_retries) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0)",
+    )
+    .bind(*id.as_uuid())
+    .bind(*tenant.as_uuid())
+    .bind(&body.name)
+    .bind(&body.hostname)
+    .bind(token::hash(&token))
+    .bind(now)
+    .execute(&mut **tx)
+    .await;
+    if let Err(e) = &inserted
+        && matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+    {
+        return Err(StoreError::NotFound("tenant"));
+    }
+    inserted?;
+    store_settings(
+        &mut **tx,
+        *id.as_uuid(),
+        &Settings::default(),
+        SettingsSource::Agent,
+        None,
+    )
+    .await?;
+    Ok((id, token))
+}
+
 impl Pools {
     pub(crate) async fn create_agent(
         &self,
@@ -13,39 +55,9 @@ impl Pools {
         tenant: TenantId,
         body: &CreateAgent,
     ) -> Result<AgentCreated> {
-        validate_name("name", &body.name)?;
-        validate_name("hostname", &body.hostname)?;
-        let id = AgentId::new();
-        let token = token::generate(TokenKind::Agent)?;
         let now = ctx.now();
         let mut tx = self.write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO agents (id, tenant_id, name, hostname, token_hash, created_at, \
-             running_tasks, queue_depth, pending_retries) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0)",
-        )
-        .bind(*id.as_uuid())
-        .bind(*tenant.as_uuid())
-        .bind(&body.name)
-        .bind(&body.hostname)
-        .bind(token::hash(&token))
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = &inserted
-            && matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
-        {
-            return Err(StoreError::NotFound("tenant"));
-        }
-        inserted?;
-        store_settings(
-            &mut *tx,
-            *id.as_uuid(),
-            &Settings::default(),
-            SettingsSource::Agent,
-            None,
-        )
-        .await?;
+        let (id, token) = insert_agent(&mut tx, now, tenant, body).await?;
         let data = json!({"agentId": id, "name": body.name, "hostname": body.hostname});
         events::record(
             &mut tx,

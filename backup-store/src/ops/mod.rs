@@ -12,6 +12,7 @@
 
 mod agents;
 mod claim;
+mod enrollment;
 mod events;
 mod fleet;
 mod heartbeat;

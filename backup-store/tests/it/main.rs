@@ -6,6 +6,7 @@ mod harness;
 
 mod agents;
 mod concurrency;
+mod enrollment;
 mod events;
 mod migrations;
 mod policies;

@@ -381,6 +381,14 @@ pub(crate) fn agent_yaml(
 }
 
 impl AgentYaml {
+    /// An agent `name` with `yaml` as it is.
+    pub(crate) fn new(name: &str, yaml: String) -> AgentYaml {
+        AgentYaml {
+            name: name.to_owned(),
+            yaml,
+        }
+    }
+
     /// The same YAML under another name (its process gets its own config and log files).
     pub(crate) fn renamed(&self, name: &str) -> AgentYaml {
         AgentYaml {
