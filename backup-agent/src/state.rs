@@ -112,6 +112,10 @@ pub struct AgentState {
     /// Metrics counters.
     #[serde(default)]
     pub counters: Counters,
+    /// restic's id of each repository (from its config), read once and reported in every
+    /// heartbeat: the server coordinates agents that share a repository by it.
+    #[serde(default)]
+    pub repository_ids: std::collections::BTreeMap<String, String>,
 }
 
 /// Why the state could not be read or written.

@@ -121,5 +121,5 @@ pub use wire::{
     AgentCreated, AgentView, AttemptReport, BackupRunView, ClaimAnswer, ClaimRequest, ClaimedTask,
     CreateAgent, CreateTenant, ErrorBody, ErrorCode, ErrorDetail, Heartbeat, HeartbeatAnswer,
     MAX_CLAIM_WAIT_SECONDS, Page, PolicyView, RepositoryBackoff, RepositoryBackoffView,
-    StartRequest, TaskView, TenantCreated, TokenIssued,
+    RepositoryIdentity, StartRequest, TaskView, TenantCreated, TokenIssued,
 };

@@ -65,6 +65,18 @@ pub struct RepositoryBackoff {
     pub remaining_seconds: u64,
 }
 
+/// A repository an agent has, by its name there and restic's own id of it (from its config):
+/// two agents with the same id share one repository, whatever they call it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryIdentity {
+    /// The repository's name in the agent's configuration.
+    pub name: String,
+    /// restic's repository id (64 hex digits).
+    pub repository_id: String,
+}
+
 /// One repository's backoff as the agent view shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -111,6 +123,9 @@ pub struct AgentView {
     pub agent_version: Option<String>,
     /// restic's version on the agent, as reported.
     pub restic_version: Option<String>,
+    /// The repositories the agent reported, with restic's ids of them.
+    #[serde(default)]
+    pub repositories: Vec<RepositoryIdentity>,
 }
 
 /// `POST /agents` answer: the view plus the agent's token, shown once.
@@ -161,6 +176,10 @@ pub struct Heartbeat {
     /// restic's version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restic_version: Option<String>,
+    /// The repositories the agent has, with restic's ids (replaces the previous report;
+    /// absent: unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<Vec<RepositoryIdentity>>,
 }
 
 /// The heartbeat's answer.

@@ -55,6 +55,7 @@ pub(crate) struct AgentRow {
     pub queue_depth: i32,
     pub backoff_until: Option<Ts>,
     pub backoff_repositories: String,
+    pub reported_repositories: String,
     pub due_pending: i64,
     pub retry_pending: i64,
 }
@@ -103,7 +104,7 @@ macro_rules! agent_columns {
             $crate::rows::settings_columns!("a."),
             ", a.agent_version, a.restic_version, a.last_heartbeat_at, ",
             "COALESCE(a.running_tasks, 0) AS running_tasks, COALESCE(a.queue_depth, 0) AS queue_depth, ",
-            "a.backoff_until, a.backoff_repositories, ",
+            "a.backoff_until, a.backoff_repositories, a.reported_repositories, ",
             "(SELECT COUNT(*) FROM tasks t WHERE t.agent_id = a.id AND t.status = 'pending' ",
             "AND (t.next_retry_at IS NULL OR t.next_retry_at <= ",
             $now,
@@ -144,6 +145,8 @@ pub(crate) struct SettingsRow {
     pub offline_since: Option<Ts>,
     /// Whether its current backoff was announced (`agent.backoff_started`).
     pub backoff_announced: bool,
+    /// Its repositories as last reported (JSON).
+    pub reported_repositories: String,
 }
 
 /// An agent's settings columns ([`settings_columns`]) and where the settings come from.
@@ -225,6 +228,7 @@ impl AgentRow {
             saturated: inputs.saturated(),
             agent_version: self.agent_version.clone(),
             restic_version: self.restic_version.clone(),
+            repositories: from_json("reported repositories", &self.reported_repositories)?,
         })
     }
 }

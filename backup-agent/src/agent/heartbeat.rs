@@ -63,6 +63,16 @@ impl Agent {
             .partition(|(_, running)| *running);
         let (backoff_repositories, agent_backoff_seconds) = shared.state.backoff.report(now);
         let backoff_until = shared.state.backoff.latest(now);
+        let repositories = shared
+            .state
+            .repository_ids
+            .iter()
+            .filter(|(name, _)| self.inner.config.repositories.contains_key(*name))
+            .map(|(name, id)| backup_core::RepositoryIdentity {
+                name: name.clone(),
+                repository_id: id.clone(),
+            })
+            .collect();
         drop(shared);
         let proposed = self.inner.config.proposed_settings();
         Heartbeat {
@@ -77,6 +87,7 @@ impl Agent {
             proposed_settings: (!proposed.is_empty()).then_some(proposed),
             agent_version: Some(AGENT_VERSION.into()),
             restic_version: self.inner.restic_version.map(|v| v.to_string()),
+            repositories: Some(repositories),
         }
     }
 

@@ -43,6 +43,17 @@ struct ListedSummary {
 }
 
 /// The snapshots in restic's JSON listing (`null` or `[]` for none).
+/// The `id` of `restic cat config`'s JSON, when it is restic's 64-hex id.
+pub(crate) fn repository_id(stdout: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        id: String,
+    }
+    let config: Config = serde_json::from_str(stdout.trim()).ok()?;
+    (config.id.len() == 64 && config.id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| config.id.to_ascii_lowercase())
+}
+
 pub(crate) fn parse_listing(stdout: &str) -> Result<Vec<SnapshotReport>, String> {
     let listed: Option<Vec<Listed>> = serde_json::from_str(stdout.trim())
         .map_err(|e| format!("restic snapshots --json printed something else: {e}"))?;
@@ -136,6 +147,45 @@ impl Agent {
         }
     }
 
+    /// restic's id of `name` (from `restic cat config`), once: it is kept in the state file.
+    async fn learn_repository_id(
+        &self,
+        name: &str,
+        repo: &crate::RepositoryConfig,
+    ) -> Result<(), String> {
+        if self.shared().state.repository_ids.contains_key(name) {
+            return Ok(());
+        }
+        let args = restic::arguments(&Command::CatConfig, self.inner.restic_version);
+        let mut spec = self.spec(repo, args, None);
+        spec.timeout = Some(Duration::from_secs(300));
+        let (outcome, unreachable) = self.run_reaching(spec).await;
+        if let Some(last) = unreachable {
+            return Err(format!("the repository did not answer: {last}"));
+        }
+        let outcome = outcome.map_err(|e| format!("cannot run restic: {e}"))?;
+        let id = outcome
+            .status
+            .success()
+            .then(|| repository_id(&outcome.stdout_tail))
+            .flatten()
+            .ok_or_else(|| {
+                let last = outcome
+                    .stderr_tail
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .to_owned();
+                format!("restic cat config failed: {last}")
+            })?;
+        let name = name.to_owned();
+        self.persist(|s| s.state.repository_ids.insert(name, id))
+            .await;
+        // The server learns it with the next heartbeat.
+        self.inner.wake_heartbeat.notify_one();
+        Ok(())
+    }
+
     /// Lists `name`'s snapshots of this host with restic and sends them.
     async fn report_snapshots(&self, name: &str) -> Result<(SnapshotsStored, bool), String> {
         let repo = self
@@ -145,6 +195,7 @@ impl Agent {
             .get(name)
             .ok_or_else(|| format!("no repository {name:?} in the configuration"))?
             .clone();
+        self.learn_repository_id(name, &repo).await?;
         let args = restic::arguments(
             &Command::Snapshots {
                 host: &self.inner.options.hostname,

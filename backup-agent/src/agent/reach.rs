@@ -19,8 +19,8 @@ use backup_core::{Stopper, Stream};
 pub(super) struct Reach {
     /// A line on standard output: restic is past the repository's opening.
     opened: AtomicBool,
-    /// The last line in which restic retried the opening.
-    retrying: Mutex<Option<String>>,
+    /// The last line in which restic retried the opening, and when.
+    retrying: Mutex<Option<(String, tokio::time::Instant)>>,
     /// The watchdog stopped restic.
     fired: AtomicBool,
 }
@@ -40,7 +40,7 @@ impl Reach {
             Stream::Stdout => self.opened.store(true, Ordering::Relaxed),
             _ if retries_opening(line) => {
                 if let Ok(mut last) = self.retrying.lock() {
-                    *last = Some(line.trim().to_owned());
+                    *last = Some((line.trim().to_owned(), tokio::time::Instant::now()));
                 }
             }
             _ => {}
@@ -53,22 +53,30 @@ impl Reach {
             self.retrying
                 .lock()
                 .ok()
-                .and_then(|l| l.clone())
+                .and_then(|l| l.as_ref().map(|(line, _)| line.clone()))
                 .unwrap_or_default()
         })
     }
 
-    /// After `after`, stops restic through `stopper` if it is still retrying the opening.
+    /// After `after`, stops restic through `stopper` if it is still retrying the opening: a
+    /// retry seen within the last `after` (at most 3 minutes: restic's waits between retries
+    /// grow past a minute), and nothing on standard output. A retry at the start followed by
+    /// minutes of silence is a repository that opened (a long backup of restic 0.18 prints
+    /// nothing on stdout before its summary).
     pub(super) fn watch(
         self: &Arc<Self>,
         after: Duration,
         stopper: Stopper,
     ) -> tokio::task::JoinHandle<()> {
         let reach = self.clone();
+        let window = (after + Duration::from_secs(1)).min(Duration::from_secs(180));
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            let stuck = !reach.opened.load(Ordering::Relaxed)
-                && reach.retrying.lock().is_ok_and(|l| l.is_some());
+            let recent = reach
+                .retrying
+                .lock()
+                .is_ok_and(|l| l.as_ref().is_some_and(|(_, at)| at.elapsed() <= window));
+            let stuck = !reach.opened.load(Ordering::Relaxed) && recent;
             if stuck {
                 reach.fired.store(true, Ordering::Relaxed);
                 stopper.stop();
@@ -150,6 +158,33 @@ mod tests {
         assert!(!retries_opening(
             "repo already locked, waiting up to 2m0s for the lock"
         ));
+    }
+
+    /// A retry of the opening at the start, then minutes of silence on stdout: a repository
+    /// that opened (restic 0.18's backup prints nothing before its summary), left running.
+    #[tokio::test(start_paused = true)]
+    async fn an_early_retry_then_silence_is_not_stuck() {
+        let reach = Arc::new(Reach::default());
+        reach.note(
+            Stream::Stderr,
+            "Stat(<config/>) returned error, retrying after 1s: EOF",
+        );
+        let (stopper, signal) = backup_core::StopSignal::pair();
+        let watched = reach.watch(Duration::from_secs(300), stopper);
+        tokio::time::sleep(Duration::from_secs(301)).await;
+        watched.await.expect("watchdog");
+        assert!(!signal.is_stopped() && reach.fired().is_none());
+        // Still retrying at the deadline: stopped.
+        let reach = Arc::new(Reach::default());
+        let (stopper, signal) = backup_core::StopSignal::pair();
+        let watched = reach.watch(Duration::from_secs(300), stopper);
+        tokio::time::sleep(Duration::from_secs(250)).await;
+        reach.note(
+            Stream::Stderr,
+            "Stat(<config/>) returned error, retrying after 64s: refused",
+        );
+        watched.await.expect("watchdog");
+        assert!(signal.is_stopped() && reach.fired().is_some());
     }
 
     #[tokio::test]

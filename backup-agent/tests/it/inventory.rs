@@ -83,5 +83,17 @@ async fn the_server_lists_what_restic_holds_after_backups_and_a_prune() {
         .await;
     let kept = snapshots(&s.repo("main"), &s.pw, &cache);
     assert_eq!(ids(&listed(&s).await, "id"), ids(&kept, "id"));
+    // The agent reports restic's id of the repository (from its config).
+    let config = backup_testkit::restic_command(&s.repo("main"), &s.pw, &cache)
+        .args(["cat", "config", "--no-lock"])
+        .output()
+        .expect("restic cat config");
+    let config: Value = serde_json::from_slice(&config.stdout).expect("config json");
+    s.server
+        .wait_for(30, "the repository's id reported", || async {
+            s.server.get(&format!("/agents/{}", s.agent.id)).await["repositories"]
+                == serde_json::json!([{"name": "main", "repositoryId": config["id"]}])
+        })
+        .await;
     running.stop().await;
 }

@@ -50,6 +50,10 @@ fn agent_view() -> AgentView {
         saturated: false,
         agent_version: Some("0.1.0".into()),
         restic_version: Some("0.14.0".into()),
+        repositories: vec![RepositoryIdentity {
+            name: "main".into(),
+            repository_id: "ab".repeat(32),
+        }],
     }
 }
 
@@ -58,8 +62,10 @@ fn agent_view_and_created() {
     let json = round_trip(
         &agent_view(),
         "id, name, hostname, status, lastHeartbeatAt, settings, settingsSource, runningTasks, \
-         queueDepth, backoffUntil, backoffRepositories, pendingRetries, saturated, agentVersion, resticVersion",
+         queueDepth, backoffUntil, backoffRepositories, pendingRetries, saturated, agentVersion, \
+         resticVersion, repositories",
     );
+    assert_eq!(keys(&json["repositories"][0]), set("name, repositoryId"));
     assert_eq!(json["status"], "backoff");
     assert_eq!(json["settingsSource"], "agent");
     assert_eq!(json["backoffUntil"], "2026-01-01T00:30:00Z");
@@ -96,11 +102,13 @@ fn heartbeat_and_answer() {
         }),
         agent_version: Some("0.1.0".into()),
         restic_version: Some("0.14.0".into()),
+        repositories: Some(vec![]),
     };
     let json = round_trip(
         &hb,
         "runningTasks, queueDepth, runningTaskIds, queuedTaskIds, backoffUntil, backoffRepositories, \
-         agentBackoffSeconds, pendingRetries, proposedSettings, agentVersion, resticVersion",
+         agentBackoffSeconds, pendingRetries, proposedSettings, agentVersion, resticVersion, \
+         repositories",
     );
     assert_eq!(
         keys(&json["backoffRepositories"][0]),

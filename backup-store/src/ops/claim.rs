@@ -19,6 +19,31 @@ struct ClaimedRow {
 const TASK_REPOSITORY: &str =
     "COALESCE(t.repository, (SELECT p.repository FROM policies p WHERE p.id = t.policy_id))";
 
+/// The coordination of a repository shared across hosts (agents reporting the same restic
+/// id): an exclusive task (check, prune) is not handed out while any other task on that
+/// repository is claimed or running on any agent; a backup or restore is not handed out while
+/// an exclusive task on it is claimed, running, or due for an online agent (so that a waiting
+/// prune is not starved by a stream of backups). `$online` is the parameter holding the time
+/// after which a heartbeat counts as online.
+fn shared_repository_clause(online: usize) -> String {
+    let same_repository = format!(
+        "SELECT o.id, o.kind, o.status, o.next_retry_at, o.agent_id FROM agent_repositories me \
+         JOIN agent_repositories other ON other.tenant_id = me.tenant_id \
+         AND other.repository_id = me.repository_id \
+         JOIN tasks o ON o.agent_id = other.agent_id AND o.id <> t.id \
+         AND other.name = COALESCE(o.repository, (SELECT p2.repository FROM policies p2 WHERE p2.id = o.policy_id)) \
+         WHERE me.agent_id = t.agent_id AND me.name = {TASK_REPOSITORY}"
+    );
+    format!(
+        " AND NOT (t.kind IN ('check', 'prune') AND EXISTS (SELECT 1 FROM ({same_repository}) s \
+         WHERE s.status IN ('claimed', 'running') AND s.kind <> 'ls')) \
+         AND NOT (t.kind IN ('backup', 'restore') AND EXISTS (SELECT 1 FROM ({same_repository}) s \
+         WHERE s.kind IN ('check', 'prune') AND (s.status IN ('claimed', 'running') \
+         OR (s.status = 'pending' AND (s.next_retry_at IS NULL OR s.next_retry_at <= $3) \
+         AND EXISTS (SELECT 1 FROM agents oa WHERE oa.id = s.agent_id AND oa.last_heartbeat_at >= ${online})))))"
+    )
+}
+
 impl Pools {
     /// The earliest time one of the agent's pending tasks may become claimable by the passing
     /// of time: a retry's backoff ends, or a backoff the agent reported (its own or a
@@ -96,6 +121,8 @@ impl Pools {
                 .map(|r| r.repository)
                 .collect();
         }
+        let online_since =
+            Ts::new(now.get() - TimeDelta::seconds(i64::from(ctx.config.offline_after_seconds)));
         let caps = TaskKind::ALL.map(|kind| req.per_kind.map_or(limit, |p| p.get(kind).min(limit)));
         // One query when no kind is capped below the limit, else one per kind.
         let queries: Vec<(Option<TaskKind>, u32)> = if caps.iter().all(|&cap| cap == limit) {
@@ -118,10 +145,11 @@ impl Pools {
                     placeholders(5, backed_off.len())
                 )
             };
+            let shared = shared_repository_clause(5 + backed_off.len());
             let sql = format!(
                 "SELECT t.slot, t.id FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' \
                  AND ($2 IS NULL OR t.kind = $2) AND (t.next_retry_at IS NULL OR t.next_retry_at <= $3)\
-                 {excluded} ORDER BY t.slot, t.id LIMIT $4{}",
+                 {excluded}{shared} ORDER BY t.slot, t.id LIMIT $4{}",
                 skip_locked!("t")
             );
             let mut q = sqlx::query_as::<_, (Ts, Uuid)>(AssertSqlSafe(sql))
@@ -132,6 +160,7 @@ impl Pools {
             for repository in &backed_off {
                 q = q.bind(repository);
             }
+            q = q.bind(online_since);
             candidates.extend(q.fetch_all(&mut *tx).await?);
         }
         candidates.sort();

@@ -34,7 +34,7 @@ impl Pools {
                 "last_heartbeat_at = $7 WHERE id = $1 AND deleted_at IS NULL RETURNING ",
                 settings_columns!(""),
                 ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = agents.id AND t.cancel_notify) AS pending_cancels",
-                ", tenant_id, name, offline_since, backoff_announced"
+                ", tenant_id, name, offline_since, backoff_announced, reported_repositories"
             )
         } else {
             concat!(
@@ -45,7 +45,7 @@ impl Pools {
                 "WHERE id = $1 AND deleted_at IS NULL RETURNING ",
                 settings_columns!(""),
                 ", (SELECT COUNT(*) FROM tasks t WHERE t.agent_id = agents.id AND t.cancel_notify) AS pending_cancels",
-                ", tenant_id, name, offline_since, backoff_announced"
+                ", tenant_id, name, offline_since, backoff_announced, reported_repositories"
             )
         };
         let row = sqlx::query_as::<_, SettingsRow>(sql)
@@ -60,6 +60,13 @@ impl Pools {
             .await?
             .ok_or(StoreError::NotFound("agent"))?;
         let current = row.settings.settings();
+        // Written only when it changed (the common heartbeat writes nothing more).
+        if let Some(reported) = &hb.repositories
+            && repositories::storable_json(reported) != row.reported_repositories
+        {
+            self.note_repositories(agent_uuid, row.tenant_id, reported)
+                .await?;
+        }
         if row.offline_since.is_some() || (reports_backoff && !row.backoff_announced) {
             self.heartbeat_transitions(now, agent_uuid, &row, hb, reports_backoff)
                 .await?;

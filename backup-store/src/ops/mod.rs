@@ -19,6 +19,7 @@ mod heartbeat;
 mod leases;
 mod policies;
 mod protection;
+mod repositories;
 mod restores;
 mod results;
 mod schedule;

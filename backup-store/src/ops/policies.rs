@@ -17,6 +17,7 @@ impl Pools {
         let id = PolicyId::new();
         let mut tx = self.write().await?;
         ensure_tenant_agent(&mut tx, tenant, spec.agent_id).await?;
+        repositories::ensure_agent_has(&mut tx, *spec.agent_id.as_uuid(), &spec.repository).await?;
         let next_due = spec.enabled.then(|| Ts::new(schedule.first_due(now.get())));
         let sql = format!(
             "INSERT INTO policies (id, tenant_id, created_at, updated_at, next_due_at, {SPEC_COLUMNS}) \
@@ -115,6 +116,10 @@ impl Pools {
         let (spec, schedule) = current.apply(patch)?;
         if spec.agent_id != current.agent_id {
             ensure_tenant_agent(&mut tx, tenant, spec.agent_id).await?;
+        }
+        if spec.agent_id != current.agent_id || spec.repository != current.repository {
+            repositories::ensure_agent_has(&mut tx, *spec.agent_id.as_uuid(), &spec.repository)
+                .await?;
         }
         let next_due = if !spec.enabled {
             None

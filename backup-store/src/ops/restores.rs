@@ -34,6 +34,7 @@ impl Pools {
                 "an agent of this tenant",
             )));
         };
+        super::repositories::ensure_agent_has(&mut tx, *agent.as_uuid(), repository).await?;
         let asked = request.snapshot_id.clone().unwrap_or_default();
         let found: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT snapshot_id FROM snapshots WHERE tenant_id = $1 AND repository = $2 \

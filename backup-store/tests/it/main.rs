@@ -10,6 +10,7 @@ mod enrollment;
 mod events;
 mod migrations;
 mod policies;
+mod repositories;
 mod restores;
 mod results;
 mod snapshots;
