@@ -15,7 +15,7 @@ admin="schemathesis-admin-token-0123456789"
 # Rate limits off: ignored_auth sends wrong tokens on purpose, and the per-address limit would
 # answer every later request 429 (the limits have tests of their own: backup-server's socket.rs).
 BACKUP_SERVER_LISTEN=127.0.0.1:$port BACKUP_SERVER_DATABASE="${SCHEMATHESIS_DATABASE:-sqlite://$work/st.db}" BACKUP_SERVER_ADMIN_TOKEN=$admin \
-  BACKUP_SERVER_LIMITS__AGENT_REQUESTS_PER_SECOND=0 BACKUP_SERVER_LIMITS__AUTH_FAILURES_PER_MINUTE=0 RUST_LOG=warn "$root/target/debug/backup-server" > "$work/server.log" 2>&1 &
+  BACKUP_SERVER_LIMITS__AGENT_REQUESTS_PER_SECOND=0 BACKUP_SERVER_LIMITS__TENANT_REQUESTS_PER_SECOND=0 BACKUP_SERVER_LIMITS__AUTH_FAILURES_PER_MINUTE=0 RUST_LOG=warn "$root/target/debug/backup-server" > "$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -sf "$base/healthz" > /dev/null && break; sleep 0.1; done

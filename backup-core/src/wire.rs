@@ -491,6 +491,8 @@ pub enum ErrorCode {
     Conflict,
     /// 409: a result for an attempt already closed.
     StaleAttempt,
+    /// 403: the tenant is at one of its limits (`limits.maxAgentsPerTenant`, ...).
+    QuotaExceeded,
     /// 413: body over 1 MiB.
     PayloadTooLarge,
     /// 422: a field is missing, unknown or out of range.
@@ -512,6 +514,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::StaleAttempt => 409,
+            ErrorCode::QuotaExceeded => 403,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ValidationFailed => 422,
             ErrorCode::RateLimited => 429,

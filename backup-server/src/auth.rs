@@ -93,8 +93,9 @@ impl FromRequestParts<AppState> for TenantAuth {
         };
         guarded(parts, state, lookup)
             .await?
-            .map(|()| TenantAuth(tenant))
-            .ok_or_else(|| ApiError::unauthorized("wrong tenant or token"))
+            .ok_or_else(|| ApiError::unauthorized("wrong tenant or token"))?;
+        state.admit_tenant(tenant)?;
+        Ok(TenantAuth(tenant))
     }
 }
 

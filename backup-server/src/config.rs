@@ -28,6 +28,22 @@ pub struct ServerConfig {
     pub notifications: NotificationsConfig,
     /// What `/metrics` shows.
     pub metrics: MetricsConfig,
+    /// How long history is kept.
+    pub retention: RetentionConfig,
+}
+
+/// `retention.*`: how long finished tasks, their runs and events are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days a finished task (with its runs) or an event is kept (0: for ever).
+    pub history_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { history_days: 90 }
+    }
 }
 
 /// `notifications.*`: how webhooks are delivered.
@@ -73,6 +89,7 @@ impl Default for ServerConfig {
             ui: UiConfig::default(),
             notifications: NotificationsConfig::default(),
             metrics: MetricsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -136,6 +153,12 @@ pub struct LimitsConfig {
     /// Claims held open at once (long polls, `waitSeconds`); past it, claims are answered at
     /// once. 0 switches long polls off.
     pub max_waiting_claims: u32,
+    /// Live agents one tenant may have (0: no limit).
+    pub max_agents_per_tenant: u32,
+    /// Live policies one tenant may have (0: no limit).
+    pub max_policies_per_tenant: u32,
+    /// Requests per second of one tenant's token (bursts of twice that; 0: no limit).
+    pub tenant_requests_per_second: u32,
 }
 
 impl Default for LimitsConfig {
@@ -147,6 +170,9 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             auth_failures_per_minute: 60,
             max_waiting_claims: 5_000,
+            max_agents_per_tenant: 100_000,
+            max_policies_per_tenant: 1_000_000,
+            tenant_requests_per_second: 50,
         }
     }
 }
@@ -225,6 +251,21 @@ const KEYS: &[Key] = &[
         }),
     )
     .doc("Claims the server holds open at once (an agent's `waitSeconds`: answered as soon as a task of that agent becomes claimable); past it, claims are answered at once. 0 switches long polls off."),
+    Key::new(
+        &["limits", "maxAgentsPerTenant"],
+        Kind::Number(Range { min: 0, max: 100_000_000 }),
+    )
+    .doc("Live agents one tenant may have (0: no limit); past it, creating or enrolling one answers 403 quota_exceeded."),
+    Key::new(
+        &["limits", "maxPoliciesPerTenant"],
+        Kind::Number(Range { min: 0, max: 100_000_000 }),
+    )
+    .doc("Live policies one tenant may have (0: no limit); past it, creating one answers 403 quota_exceeded."),
+    Key::new(
+        &["limits", "tenantRequestsPerSecond"],
+        Kind::Number(Range { min: 0, max: 1_000_000 }),
+    )
+    .doc("Requests per second one tenant's token may make (bursts of twice that; 0 switches the limit off); over it: 429 with Retry-After. Agents' requests have their own limit."),
     Key::new(&["notifications", "allowPrivateTargets"], Kind::Flag)
     .doc("Let webhooks target loopback, private, link-local and cloud metadata addresses (a receiver on the same network, tests); otherwise such a URL is refused (422) and a delivery whose host resolves to one fails."),
     Key::new(
@@ -237,6 +278,11 @@ const KEYS: &[Key] = &[
         Kind::Number(Range { min: 1, max: 720 }),
     )
     .doc("Hours after its event a webhook delivery is given up (`failed`)."),
+    Key::new(
+        &["retention", "historyDays"],
+        Kind::Number(Range { min: 0, max: 36_500 }),
+    )
+    .doc("Days finished tasks (with their runs) and events are kept; older ones are deleted in batches every ten minutes. 0 keeps them for ever."),
     Key::new(&["metrics", "perPolicy"], Kind::Flag)
     .doc("Export `backup_server_policy_last_success_timestamp_seconds` per policy (one series each: mind the cardinality)."),
     Key::new(&["ui", "sessionSecret"], Kind::Text)

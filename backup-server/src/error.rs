@@ -76,6 +76,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+            StoreError::QuotaExceeded(message) => ApiError::new(ErrorCode::QuotaExceeded, message),
             StoreError::StaleAttempt(_) => ApiError::new(
                 ErrorCode::StaleAttempt,
                 "the attempt was already closed (agent lost); its run recorded the result",

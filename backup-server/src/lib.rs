@@ -48,8 +48,8 @@ pub use auth::{AdminAuth, AgentAuth, TenantAuth};
 pub use backup_config::Configuration;
 pub use cli::{TenantCommand, run_tenant_command};
 pub use config::{
-    ConfigError, LimitsConfig, MetricsConfig, NotificationsConfig, SchedulerConfig, ServerConfig,
-    UiConfig, env_name,
+    ConfigError, LimitsConfig, MetricsConfig, NotificationsConfig, RetentionConfig,
+    SchedulerConfig, ServerConfig, UiConfig, env_name,
 };
 pub use error::{ApiError, RETRY_AFTER_SECONDS};
 pub use extract::{AgentJson, ApiPath, ApiQuery, MAX_BODY_BYTES, TenantJson};
@@ -62,7 +62,7 @@ pub mod fuzzing {
 }
 pub use openapi::openapi;
 pub use routes::app;
-pub use scheduler::{TickSummary, refresh_fleet_gauges, scheduler_tick};
+pub use scheduler::{TickSummary, purge_history, refresh_fleet_gauges, scheduler_tick};
 pub use state::AppState;
 
 /// Why the server could not start.
@@ -92,6 +92,8 @@ impl ServerConfig {
             lease_seconds: self.scheduler.lease_seconds,
             offline_after_seconds: self.scheduler.offline_after_seconds,
             agent_queue_threshold: self.scheduler.agent_queue_threshold,
+            max_agents_per_tenant: self.limits.max_agents_per_tenant,
+            max_policies_per_tenant: self.limits.max_policies_per_tenant,
             ..StoreConfig::default()
         }
     }

@@ -170,11 +170,41 @@ pub async fn refresh_fleet_gauges(state: &AppState) -> Result<(), ApiError> {
 /// How often the fleet's gauges are refreshed (a count over every agent: not at every tick).
 const FLEET_GAUGES_EVERY: Duration = Duration::from_secs(30);
 
+/// How often old history is deleted (a scan of the finished tasks: not at every tick).
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes history older than `retention.historyDays`, a batch at a time (each batch its own
+/// short transaction), up to 50 batches per call.
+pub async fn purge_history(state: &AppState) {
+    let days = state.config().retention.history_days;
+    if days == 0 {
+        return;
+    }
+    let before = state.store().clock().now() - chrono::TimeDelta::days(i64::from(days));
+    for _ in 0..50 {
+        match state.store().purge_history(before, 1000).await {
+            Ok((tasks, events)) => {
+                if tasks + events > 0 {
+                    tracing::info!(tasks, events, days, "old history deleted");
+                }
+                if tasks < 1000 && events < 1000 {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete old history; trying again later");
+                return;
+            }
+        }
+    }
+}
+
 pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_secs(u64::from(state.config().scheduler.tick_seconds.max(1)));
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gauges_at: Option<tokio::time::Instant> = None;
+    let mut purged_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -183,6 +213,10 @@ pub(crate) async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = scheduler_tick(&state).await {
             state.metrics().ticks_failed.inc();
             tracing::warn!(error = %e, "scheduler tick failed; trying again next tick");
+        }
+        if purged_at.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            purged_at = Some(tokio::time::Instant::now());
+            purge_history(&state).await;
         }
         if gauges_at.is_none_or(|at| at.elapsed() >= FLEET_GAUGES_EVERY) {
             gauges_at = Some(tokio::time::Instant::now());

@@ -8,7 +8,7 @@ use crate::{
     limiter::{Buckets, Rate},
     metrics::Metrics,
 };
-use backup_core::AgentId;
+use backup_core::{AgentId, TenantId};
 use backup_store::Store;
 use chrono::{DateTime, Utc};
 
@@ -25,6 +25,7 @@ struct Inner {
     metrics: Metrics,
     started_at: DateTime<Utc>,
     agent_requests: Buckets<AgentId>,
+    tenant_requests: Buckets<TenantId>,
     auth_failures: Buckets<IpAddr>,
     waiters: Waiters,
 }
@@ -40,6 +41,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 started_at,
                 agent_requests: Buckets::default(),
+                tenant_requests: Buckets::default(),
                 auth_failures: Buckets::default(),
                 waiters: Waiters::default(),
             }),
@@ -75,20 +77,29 @@ impl AppState {
         self.inner.metrics.render()
     }
 
+    /// Takes one request token of `tenant`'s bucket, or answers 429 with the wait: a tenant
+    /// flooding the server does not take it from the others.
+    pub(crate) fn admit_tenant(&self, tenant: TenantId) -> Result<(), ApiError> {
+        match steady(self.inner.config.limits.tenant_requests_per_second) {
+            Some(rate) => self
+                .inner
+                .tenant_requests
+                .take(tenant, rate)
+                .map_err(ApiError::rate_limited),
+            None => Ok(()),
+        }
+    }
+
     /// Takes one request token of `agent`'s bucket, or answers 429 with the wait.
     pub(crate) fn admit_agent(&self, agent: AgentId) -> Result<(), ApiError> {
-        let per_second = f64::from(self.inner.config.limits.agent_requests_per_second);
-        if per_second <= 0.0 {
-            return Ok(());
+        match steady(self.inner.config.limits.agent_requests_per_second) {
+            Some(rate) => self
+                .inner
+                .agent_requests
+                .take(agent, rate)
+                .map_err(ApiError::rate_limited),
+            None => Ok(()),
         }
-        let rate = Rate {
-            per_second,
-            burst: 2.0 * per_second,
-        };
-        self.inner
-            .agent_requests
-            .take(agent, rate)
-            .map_err(ApiError::rate_limited)
     }
 
     fn failure_rate(&self) -> Option<Rate> {
@@ -118,4 +129,12 @@ impl AppState {
             self.inner.auth_failures.spend(address, rate);
         }
     }
+}
+
+/// `per_second` requests a second with bursts of twice that; `None` for 0 (no limit).
+fn steady(per_second: u32) -> Option<Rate> {
+    (per_second > 0).then(|| Rate {
+        per_second: f64::from(per_second),
+        burst: 2.0 * f64::from(per_second),
+    })
 }

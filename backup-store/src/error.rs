@@ -19,6 +19,9 @@ pub enum StoreError {
     /// Invalid input, naming the field.
     #[error(transparent)]
     Validation(#[from] backup_core::Error),
+    /// The tenant is at one of its limits (agents, policies).
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// The database cannot be reached or is overloaded; try again later.
     #[error("database unavailable: {0}")]
     Unavailable(String),

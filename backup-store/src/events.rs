@@ -38,6 +38,19 @@ impl Store {
         on_backend!(self, p => p.sweep_transitions(&self.ctx))
     }
 
+    /// Deletes up to `batch` finished tasks (with their runs) and `batch` events (with their
+    /// settled deliveries) older than `before`; returns how many tasks and events went.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`](crate::StoreError::Unavailable).
+    pub async fn purge_history(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        batch: u32,
+    ) -> Result<(u64, u64)> {
+        on_backend!(self, p => p.purge_history(crate::ts::Ts::new(before), i64::from(batch)))
+    }
+
     /// Every live policy's last success (`metrics.perPolicy`).
     ///
     /// # Errors

@@ -93,6 +93,10 @@ pub struct StoreConfig {
     pub agent_queue_threshold: u32,
     /// PostgreSQL pool size.
     pub max_connections: u32,
+    /// `limits.maxAgentsPerTenant` (0: no limit).
+    pub max_agents_per_tenant: u32,
+    /// `limits.maxPoliciesPerTenant` (0: no limit).
+    pub max_policies_per_tenant: u32,
 }
 
 impl Default for StoreConfig {
@@ -102,6 +106,8 @@ impl Default for StoreConfig {
             offline_after_seconds: 180,
             agent_queue_threshold: 10,
             max_connections: 16,
+            max_agents_per_tenant: 100_000,
+            max_policies_per_tenant: 1_000_000,
         }
     }
 }

@@ -21,6 +21,7 @@ const MAX_HELD_TASKS: usize = 10_000;
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 201, description = "Created; the token is shown once", body = AgentCreated),
+        (status = 403, description = "The tenant has limits.maxAgentsPerTenant agents (quota_exceeded)", body = ErrorBody),
         (status = 422, description = "Invalid or unknown field", body = ErrorBody),
     ))]
 pub(crate) async fn create_agent(

@@ -89,6 +89,7 @@ pub(crate) async fn revoke_enrollment_token(
     responses(
         (status = 201, description = "The agent's credentials, shown once", body = Enrolled),
         (status = 401, description = "An unknown, revoked, expired or used-up enrollment token", body = ErrorBody),
+        (status = 403, description = "The tenant has limits.maxAgentsPerTenant agents (quota_exceeded)", body = ErrorBody),
         (status = 409, description = "A live agent of the tenant has this name", body = ErrorBody),
         (status = 422, description = "A bad name or host name", body = ErrorBody),
     ))]

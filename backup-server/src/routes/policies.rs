@@ -18,7 +18,8 @@ use crate::{
     security(("tenant" = [], "tenantId" = [])),
     responses(
         (status = 201, description = "Created", body = PolicyView),
-        (status = 422, description = "Invalid or unknown field (agentId of another tenant included)", body = ErrorBody),
+        (status = 403, description = "The tenant has limits.maxPoliciesPerTenant policies (quota_exceeded)", body = ErrorBody),
+        (status = 422, description = "Invalid or unknown field (agentId of another tenant included), a repository the agent does not report", body = ErrorBody),
     ))]
 pub(crate) async fn create_policy(
     State(state): State<AppState>,

@@ -13,6 +13,11 @@ async fn two_replicas_one_task_per_slot_and_no_double_claims() {
             agent_queue_threshold: 100_000,
             ..Default::default()
         },
+        // The test creates a policy per slot as fast as it can: not what the tenant limit is for.
+        limits: backup_server::LimitsConfig {
+            tenant_requests_per_second: 0,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let Some(h) = Harness::open(Kind::Postgres, config).await else {

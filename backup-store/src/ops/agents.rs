@@ -6,16 +6,50 @@ use serde_json::json;
 
 use super::*;
 
+/// Refuses one more of `table`'s live rows for `tenant` past `limit` (0: none), naming the key.
+/// A soft limit: two creations racing on two replicas may pass it by one.
+pub(super) async fn check_quota(
+    tx: &mut Tx,
+    table: &str,
+    tenant: TenantId,
+    limit: u32,
+    key: &str,
+) -> Result<()> {
+    if limit == 0 {
+        return Ok(());
+    }
+    let sql = format!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1 AND deleted_at IS NULL");
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(*tenant.as_uuid())
+        .fetch_one(&mut **tx)
+        .await?;
+    if n >= i64::from(limit) {
+        return Err(StoreError::QuotaExceeded(format!(
+            "the tenant has {n} {table}, its limit ({key} = {limit}); delete some or raise the limit"
+        )));
+    }
+    Ok(())
+}
+
 /// Inserts a new agent of `tenant` with the default settings, in the caller's transaction;
 /// its id and its token (shown once).
 pub(super) async fn insert_agent(
     tx: &mut Tx,
-    now: Ts,
+    ctx: &Ctx,
     tenant: TenantId,
     body: &CreateAgent,
 ) -> Result<(AgentId, String)> {
     validate_name("name", &body.name)?;
     validate_name("hostname", &body.hostname)?;
+    let now = ctx.now();
+    check_quota(
+        tx,
+        "agents",
+        tenant,
+        ctx.config.max_agents_per_tenant,
+        "limits.maxAgentsPerTenant",
+    )
+    .await?;
     let id = AgentId::new();
     let token = token::generate(TokenKind::Agent)?;
     let inserted = sqlx::query(
@@ -57,7 +91,7 @@ impl Pools {
     ) -> Result<AgentCreated> {
         let now = ctx.now();
         let mut tx = self.write().await?;
-        let (id, token) = insert_agent(&mut tx, now, tenant, body).await?;
+        let (id, token) = insert_agent(&mut tx, ctx, tenant, body).await?;
         let data = json!({"agentId": id, "name": body.name, "hostname": body.hostname});
         events::record(
             &mut tx,

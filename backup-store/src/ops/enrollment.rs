@@ -167,7 +167,7 @@ impl Pools {
             hostname: body.hostname.clone(),
         };
         let tenant_id = TenantId::from_uuid(tenant);
-        let (agent, agent_token) = insert_agent(&mut tx, now, tenant_id, &create).await?;
+        let (agent, agent_token) = insert_agent(&mut tx, ctx, tenant_id, &create).await?;
         sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1")
             .bind(token_id)
             .execute(&mut *tx)

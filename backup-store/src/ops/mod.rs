@@ -16,6 +16,7 @@ mod enrollment;
 mod events;
 mod fleet;
 mod heartbeat;
+mod history;
 mod leases;
 mod policies;
 mod protection;

@@ -16,6 +16,14 @@ impl Pools {
         let now = ctx.now();
         let id = PolicyId::new();
         let mut tx = self.write().await?;
+        agents::check_quota(
+            &mut tx,
+            "policies",
+            tenant,
+            ctx.config.max_policies_per_tenant,
+            "limits.maxPoliciesPerTenant",
+        )
+        .await?;
         ensure_tenant_agent(&mut tx, tenant, spec.agent_id).await?;
         repositories::ensure_agent_has(&mut tx, *spec.agent_id.as_uuid(), &spec.repository).await?;
         let next_due = spec.enabled.then(|| Ts::new(schedule.first_due(now.get())));

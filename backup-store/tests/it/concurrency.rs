@@ -10,6 +10,8 @@ const UNSATURABLE: StoreConfig = StoreConfig {
     offline_after_seconds: 180,
     agent_queue_threshold: u32::MAX,
     max_connections: 16,
+    max_agents_per_tenant: 0,
+    max_policies_per_tenant: 0,
 };
 
 store_test!(

@@ -8,6 +8,7 @@ mod agents;
 mod concurrency;
 mod enrollment;
 mod events;
+mod history;
 mod migrations;
 mod policies;
 mod repositories;

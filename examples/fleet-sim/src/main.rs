@@ -127,6 +127,7 @@ async fn main() -> Result<()> {
                 admin_token: Some(args.admin_token.clone()),
                 limits: backup_server::LimitsConfig {
                     agent_requests_per_second: 0,
+                    tenant_requests_per_second: 0,
                     ..Default::default()
                 },
                 scheduler: backup_server::SchedulerConfig {
