@@ -8,6 +8,8 @@
 //! Against a running server:
 //! `cargo run --release -p example-fleet-sim -- --url http://127.0.0.1:8080 --admin-token ... --agents 10000`.
 //! Without `--url` it starts a server in process on a temp SQLite file (or `--database`).
+//! With `--tenant-flood N` it measures instead how one tenant flooding the server changes
+//! another tenant's latency (`scripts/bench-tenant-flood.sh`).
 #![allow(clippy::print_stdout)]
 
 use std::{
@@ -20,6 +22,8 @@ use backup_core::SystemClock;
 use clap::Parser;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+
+mod flood;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Simulates a fleet of agents against a backup-server")]
@@ -58,6 +62,10 @@ struct Args {
     /// Requests to make at once while creating agents.
     #[arg(long, default_value_t = 16)]
     setup_concurrency: usize,
+    /// Instead of a fleet: one tenant floods the server (`--url`) from this many connections
+    /// while another reads steadily; `--duration-secs` before and as long during the flood.
+    #[arg(long)]
+    tenant_flood: Option<usize>,
 }
 
 #[derive(Default)]
@@ -112,6 +120,11 @@ async fn post(
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(connections) = args.tenant_flood {
+        let url = args.url.as_deref().context("--tenant-flood needs --url")?;
+        let url = url.trim_end_matches('/');
+        return flood::run(url, &args.admin_token, connections, args.duration_secs).await;
+    }
     let dir = std::env::temp_dir().join(format!("fleet-sim-{}", std::process::id()));
     let mut in_process = None;
     let base = match &args.url {
