@@ -73,6 +73,36 @@ pub fn restic() -> Option<PathBuf> {
     None
 }
 
+/// restic's rest-server: `BACKUP_REST_SERVER`, else `rest-server` or Debian's
+/// `restic-rest-server` on `PATH`; `None` after [`skip`] (as `rest-server`) when absent.
+pub fn rest_server() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("BACKUP_REST_SERVER").map(PathBuf::from) {
+        if path.is_file() {
+            return Some(path);
+        }
+        skip(
+            "rest-server",
+            &format!("BACKUP_REST_SERVER={} is no file", path.display()),
+        );
+        return None;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["rest-server", "restic-rest-server"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    skip(
+        "rest-server",
+        "no rest-server or restic-rest-server on PATH and no BACKUP_REST_SERVER \
+         (scripts/fetch-trixie-tools.sh unpacks one)",
+    );
+    None
+}
+
 thread_local! {
     static LOG_BUFFER: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }

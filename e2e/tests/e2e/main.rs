@@ -18,4 +18,5 @@ mod reference;
 mod replicas;
 mod restores;
 mod secrets;
+mod shared_repository;
 mod snapshots;
