@@ -93,10 +93,16 @@ impl World {
 
     /// A password file and an initialized repository.
     pub(crate) fn repository(&self, name: &str) -> (PathBuf, PathBuf) {
+        let repo = self.path(name);
+        let password = self.init_repository(&repo, name);
+        (repo, password)
+    }
+
+    /// `restic init` of `repo` (a path or a URL) with a new password file: that file.
+    pub(crate) fn init_repository(&self, repo: &Path, name: &str) -> PathBuf {
         let password = self.path(&format!("{name}.password"));
         std::fs::write(&password, format!("password of {name}\n")).expect("password");
-        let repo = self.path(name);
-        let out = restic(&repo, &password, &self.path("cache"))
+        let out = restic(repo, &password, &self.path("cache"))
             .arg("init")
             .output()
             .expect("restic init");
@@ -105,7 +111,7 @@ impl World {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        (repo, password)
+        password
     }
 
     /// A directory of `files` files of `size` pseudo-random bytes.

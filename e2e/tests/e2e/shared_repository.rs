@@ -53,20 +53,10 @@ impl RestServer {
         Some(RestServer { child, dir, port })
     }
 
-    /// The `rest:` URL of repository `name`, initialized with a password file beside it.
+    /// The `rest:` URL of repository `name`, initialized, and its password file.
     fn repository(&self, world: &World, name: &str) -> (PathBuf, PathBuf) {
         let url = PathBuf::from(format!("rest:http://127.0.0.1:{}/{name}", self.port));
-        let password = world.path(&format!("{name}.password"));
-        std::fs::write(&password, format!("password of {name}\n")).expect("password");
-        let out = restic(&url, &password, &world.path("cache"))
-            .arg("init")
-            .output()
-            .expect("restic init");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let password = world.init_repository(&url, name);
         (url, password)
     }
 }
