@@ -244,6 +244,7 @@ pub fn encode(state: &AgentState) -> serde_json::Result<Vec<u8>> {
         processes: &'a [ProcessRecord],
         outbox: &'a [OutboxEntry],
         counters: &'a Counters,
+        repository_ids: &'a BTreeMap<String, String>,
     }
     serde_json::to_vec(&Stamped {
         version: FORMAT_VERSION,
@@ -251,6 +252,7 @@ pub fn encode(state: &AgentState) -> serde_json::Result<Vec<u8>> {
         processes: &state.processes,
         outbox: &state.outbox,
         counters: &state.counters,
+        repository_ids: &state.repository_ids,
     })
 }
 
@@ -325,10 +327,13 @@ mod tests {
             refused_since: None,
         });
         state.counters.retries_total = 7;
+        state
+            .repository_ids
+            .insert("main".into(), "5eab".repeat(16));
+        state.version = FORMAT_VERSION;
         file.save(&state).expect("save");
         let loaded = file.load().expect("load");
-        assert_eq!(loaded.state.outbox, state.outbox);
-        assert_eq!(loaded.state.counters.retries_total, 7);
+        assert_eq!(loaded.state, state, "every field comes back");
 
         for garbage in [
             &b"{\"outbox\": [ {\"taskId\""[..],
