@@ -1,6 +1,6 @@
 //! Machines join by themselves: an agent with only an enrollment token creates its agent once,
 //! keeps its credentials (mode 0600) and backs up; restarted, it reuses them; with a revoked
-//! token a new machine exits non-zero, naming the key.
+//! token, or one whose single use is spent, a new machine exits non-zero, naming the key.
 
 use std::{os::unix::fs::PermissionsExt as _, time::Duration};
 
@@ -114,6 +114,37 @@ e2e_test!(
         assert!(!exit.success(), "non-zero: {exit:?}");
         assert!(late.log().contains("enrollmentToken"), "{}", late.log());
         assert_eq!(api.all("/agents").await.len(), 1);
+
+        // A token for one machine: the first enrolls, the second is refused and exits.
+        let single = api
+            .post(
+                "/enrollment-tokens",
+                json!({"expiresIn": "1h", "maxUses": 1}),
+            )
+            .await;
+        let single = single["token"].as_str().expect("token").to_owned();
+        let mut first = AgentYaml::new(
+            "host-c",
+            yaml(&world, &server.url, &single, "host-c", &repo, &pw),
+        )
+        .start(&world);
+        wait_for(30, "host-c enrolled and online", || async {
+            api.all("/agents")
+                .await
+                .iter()
+                .any(|a| a["name"] == "host-c" && a["status"] == "online")
+        })
+        .await;
+        let mut second = AgentYaml::new(
+            "host-d",
+            yaml(&world, &server.url, &single, "host-d", &repo, &pw),
+        )
+        .start(&world);
+        let exit = second.exit_within(30).expect("the agent exits");
+        assert!(!exit.success(), "non-zero: {exit:?}");
+        assert!(second.log().contains("enrollmentToken"), "{}", second.log());
+        assert_eq!(api.all("/agents").await.len(), 2, "host-a and host-c only");
+        assert!(first.stop());
         assert!(agent.stop());
     }
 );
