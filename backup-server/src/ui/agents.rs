@@ -1,37 +1,29 @@
 //! The agents pages: the fleet table (refreshed live), and one agent with its settings form,
-//! its tasks (with cancel) and its recent runs.
+//! its tasks (with cancel) and its recent runs, each row naming its policy.
 
 use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
-use backup_core::{
-    AgentId, AgentStatus, AgentView, BackupRunView, SETTING_FIELDS, TaskId, TaskView,
-};
+use backup_core::{AgentId, AgentView, BackupRunView, SETTING_FIELDS, TaskId, TaskView};
 use backup_store::{BackupRunFilter, PageRequest, StoreError, TaskFilter};
+use chrono::{DateTime, Utc};
 use maud::{Markup, PreEscaped, html};
 
 use super::{
+    badges,
     chart::chart,
     forms::{CancelForm, FieldError, Posted, SettingsForm},
-    layout::{REFRESH, failure, layout, page, when},
+    layout::{REFRESH, failure, layout, page},
+    names::Names,
+    policy::runs_table,
     session::Session,
+    units::when,
 };
 use crate::AppState;
 
-fn badge(agent: &AgentView) -> Markup {
-    match agent.status {
-        AgentStatus::Backoff => {
-            html! { span.badge.backoff { "Backoff active until " (when(agent.backoff_until)) } }
-        }
-        AgentStatus::Saturated => html! { span.badge.saturated { "Saturated" } },
-        AgentStatus::Online => html! { span.badge.online { "Online" } },
-        _ => html! { span.badge.offline { "Offline" } },
-    }
-}
-
-fn agents_table(agents: &[AgentView]) -> Markup {
+fn agents_table(agents: &[AgentView], now: DateTime<Utc>) -> Markup {
     html! {
         table {
             thead { tr { th { "Agent" } th { "Host" } th { "Status" } th { "Running / limit" } th { "Queue depth" } th { "Pending retries" } th { "Last heartbeat" } } }
@@ -40,11 +32,11 @@ fn agents_table(agents: &[AgentView]) -> Markup {
                     tr {
                         td { a href={ "/ui/agents/" (a.id) } { (a.name) } }
                         td { (a.hostname) }
-                        td { (badge(a)) }
+                        td { (badges::agent(a, now)) }
                         td { (a.running_tasks) " / " (a.settings.max_concurrent_tasks) }
                         td { (a.queue_depth) }
                         td { (a.pending_retries) }
-                        td { (when(a.last_heartbeat_at)) }
+                        td { (when(a.last_heartbeat_at, now)) }
                     }
                 }
                 @if agents.is_empty() { tr { td colspan="7" { "No agents yet: create one with POST /agents." } } }
@@ -66,7 +58,7 @@ pub(crate) async fn agents_page(State(state): State<AppState>, session: Session)
                 Some(&session),
                 html! {
                     h1 { "Agents" }
-                    div #agents { (agents_table(&list.items)) }
+                    div #agents { (agents_table(&list.items, state.store().clock().now())) }
                     noscript { p { "Reload the page to refresh (the table refreshes itself when JavaScript is on)." } }
                     script { (PreEscaped(REFRESH)) }
                 },
@@ -82,19 +74,36 @@ pub(crate) async fn agents_fragment(State(state): State<AppState>, session: Sess
         .list_agents(session.tenant(), &PageRequest::first(500))
         .await
     {
-        Ok(list) => page(StatusCode::OK, agents_table(&list.items)),
+        Ok(list) => page(
+            StatusCode::OK,
+            agents_table(&list.items, state.store().clock().now()),
+        ),
         Err(e) => failure(e),
     }
 }
 
+/// What the agent page shows besides its settings form.
+struct Shown<'a> {
+    agent: &'a AgentView,
+    tasks: &'a [TaskView],
+    runs: &'a [BackupRunView],
+    names: &'a Names,
+    now: DateTime<Utc>,
+}
+
 fn agent_markup(
     session: &Session,
-    agent: &AgentView,
-    tasks: &[TaskView],
-    runs: &[BackupRunView],
+    shown: &Shown<'_>,
     values: &SettingsForm,
     error: Option<(&str, &str)>,
 ) -> Markup {
+    let Shown {
+        agent,
+        tasks,
+        runs,
+        names,
+        now,
+    } = *shown;
     let error_for = |field: &str| {
         error
             .filter(|(f, _)| *f == field)
@@ -104,10 +113,10 @@ fn agent_markup(
         &agent.name,
         Some(session),
         html! {
-            h1 { (agent.name) " " (badge(agent)) }
+            h1 { (agent.name) " " (badges::agent(agent, now)) }
             p { "Host " (agent.hostname) " · running " (agent.running_tasks) " / " (agent.settings.max_concurrent_tasks)
                 " · queue " (agent.queue_depth) " · pending retries " (agent.pending_retries)
-                " · last heartbeat " (when(agent.last_heartbeat_at)) " · settings from " (agent.settings_source.as_str()) }
+                " · last heartbeat " (when(agent.last_heartbeat_at, now)) " · settings from " (agent.settings_source.as_str()) }
             h2 { "Settings" }
             @if let Some((field, message)) = error {
                 @if !SETTING_FIELDS.iter().any(|(k, _, _)| *k == field) { p.error { (message) } }
@@ -127,15 +136,16 @@ fn agent_markup(
             }
             h2 { "Tasks" }
             table {
-                thead { tr { th { "Kind" } th { "Status" } th { "Attempt" } th { "Retries" } th { "Next retry" } th { "Failed permanently" } th { "Last error" } th {} } }
+                thead { tr { th { "Policy" } th { "Kind" } th { "Status" } th { "Attempt" } th { "Retries" } th { "Next retry" } th { "Failed permanently" } th { "Last error" } th {} } }
                 tbody {
                     @for t in tasks {
                         tr {
+                            td { (names.policy(t.policy_id)) }
                             td { (t.kind.as_str()) }
                             td { (t.status.as_str()) }
                             td { (t.attempt) }
                             td { (t.retry_count) " of " (t.max_retries) }
-                            td { (when(t.next_retry_at)) }
+                            td { (when(t.next_retry_at, now)) }
                             td { @if t.failed_permanently { "yes (" (t.permanent_reason.map_or("", |r| r.as_str())) ")" } @else { "no" } }
                             td { (t.last_error.as_deref().unwrap_or("")) }
                             td {
@@ -153,20 +163,7 @@ fn agent_markup(
             }
             h2 { "Recent backup runs" }
             (chart(runs))
-            table {
-                thead { tr { th { "Kind" } th { "Attempt" } th { "Status" } th { "Finished" } th { "Snapshot" } th { "Data added" } th { "Duration" } th { "Error" } } }
-                tbody {
-                    @for r in runs {
-                        tr {
-                            td { (r.kind.as_str()) } td { (r.attempt) } td { (r.status.as_str()) @if r.late { " (late)" } }
-                            td { (when(r.finished_at)) } td { (r.snapshot_id.as_deref().unwrap_or("")) }
-                            td { (r.data_added.map(|d| d.to_string()).unwrap_or_default()) }
-                            td { (r.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default()) }
-                            td { (r.error.as_deref().unwrap_or("")) }
-                        }
-                    }
-                }
-            }
+            (runs_table(runs, names, now))
         },
     )
 }
@@ -204,15 +201,20 @@ async fn render_agent(
             &PageRequest::first(30),
         )
         .await;
-    match (tasks, runs) {
-        (Ok(tasks), Ok(runs)) => {
+    let names = Names::load(store, session.tenant()).await;
+    match (tasks, runs, names) {
+        (Ok(tasks), Ok(runs), Ok(names)) => {
             let values = values.unwrap_or_else(|| SettingsForm::of(&agent));
-            page(
-                status,
-                agent_markup(session, &agent, &tasks.items, &runs.items, &values, error),
-            )
+            let shown = Shown {
+                agent: &agent,
+                tasks: &tasks.items,
+                runs: &runs.items,
+                names: &names,
+                now: store.clock().now(),
+            };
+            page(status, agent_markup(session, &shown, &values, error))
         }
-        (Err(e), _) | (_, Err(e)) => failure(e),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => failure(e),
     }
 }
 
@@ -287,7 +289,7 @@ pub(crate) async fn cancel_task(
                 .agent
                 .parse::<AgentId>()
                 .ok()
-                .map_or_else(|| "/ui".to_owned(), |a| format!("/ui/agents/{a}"));
+                .map_or_else(|| "/ui/agents".to_owned(), |a| format!("/ui/agents/{a}"));
             Redirect::to(&back).into_response()
         }
         Err(e) => failure(e),

@@ -3,6 +3,8 @@
 use backup_core::BackupRunView;
 use maud::{Markup, html};
 
+use super::units::{bytes, duration_ms};
+
 /// The chart of `runs` (newest first, as lists return them).
 pub(super) fn chart(runs: &[BackupRunView]) -> Markup {
     let points: Vec<(u64, i64)> = runs
@@ -37,8 +39,8 @@ pub(super) fn chart(runs: &[BackupRunView]) -> Markup {
                 rect x=(format!("{:.1}", pad + step * i as f64 + 2.0)) y=(format!("{:.1}", h - pad - bar)) width=(format!("{:.1}", (step - 4.0).max(1.0))) height=(format!("{:.1}", bar)) fill="#9cc3f5" {}
             }
             polyline points=(line.join(" ")) fill="none" stroke="#c2410c" stroke-width="2" {}
-            text x=(pad) y="14" font-size="11" fill="#1d4ed8" { "data added (max " (max_data as u64) " bytes)" }
-            text x=(w - pad) y="14" font-size="11" fill="#c2410c" text-anchor="end" { "duration (max " (max_ms as i64) " ms)" }
+            text x=(pad) y="14" font-size="11" fill="#1d4ed8" { "data added (max " (bytes(max_data as u64)) ")" }
+            text x=(w - pad) y="14" font-size="11" fill="#c2410c" text-anchor="end" { "duration (max " (duration_ms(max_ms as i64)) ")" }
         }
     }
 }

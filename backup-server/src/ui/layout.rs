@@ -1,12 +1,11 @@
 //! What every dashboard page shares: the frame (header, navigation, style), the one script,
-//! how times read, and the error pages.
+//! the pager of long tables, and the error pages.
 
 use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use backup_store::StoreError;
-use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::session::Session;
@@ -42,8 +41,10 @@ pub(super) fn layout(title: &str, session: Option<&Session>, content: Markup) ->
                 header {
                     strong { "restic fleet" }
                     @if let Some(s) = session {
-                        a href="/ui" { "Agents" }
+                        a href="/ui" { "Overview" }
+                        a href="/ui/agents" { "Agents" }
                         a href="/ui/policies" { "Policies" }
+                        a href="/ui/events" { "Events" }
                         form method="post" action="/ui/logout" {
                             input type="hidden" name="csrf" value=(s.csrf());
                             button type="submit" { "Log out" }
@@ -56,12 +57,16 @@ pub(super) fn layout(title: &str, session: Option<&Session>, content: Markup) ->
     }
 }
 
-/// A time as people read it here: UTC to the second, or `-`.
-pub(super) fn when(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(
-        || "-".into(),
-        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
+/// The link to a table's next page, when there is one: `path` with the cursor added to its
+/// query string.
+pub(super) fn pager(path: &str, next: Option<&str>) -> Markup {
+    html! {
+        @if let Some(cursor) = next {
+            @let sep = if path.contains('?') { '&' } else { '?' };
+            @let cursor: String = form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
+            p.pager { a.next href={ (path) (sep) "cursor=" (cursor) } { "Next page →" } }
+        }
+    }
 }
 
 /// A page with its status; dashboard pages are never cached (they hold a CSRF token).
@@ -69,10 +74,11 @@ pub(super) fn page(status: StatusCode, markup: Markup) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], markup).into_response()
 }
 
-/// The page for a store error: 404, 503, or a 500 whose detail goes to the log only.
+/// The page for a store error: 404, 400 for bad input (a link's cursor), 503, or a 500 whose detail goes to the log only.
 pub(super) fn failure(e: StoreError) -> Response {
     let (status, text) = match &e {
         StoreError::NotFound(what) => (StatusCode::NOT_FOUND, format!("No such {what}.")),
+        StoreError::Validation(e) => (StatusCode::BAD_REQUEST, e.to_string()),
         StoreError::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "The database is unavailable; try again shortly.".into(),

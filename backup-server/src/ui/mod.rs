@@ -7,12 +7,18 @@
 //! derived from the session (the login form: a double-submit cookie).
 
 mod agents;
+mod badges;
 mod chart;
+mod events;
 mod forms;
 mod layout;
 mod login;
+mod names;
+mod overview;
 mod policies;
+mod policy;
 mod session;
+mod units;
 
 use axum::{
     Router,
@@ -27,8 +33,10 @@ use crate::AppState;
 /// The `/ui` routes.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/ui", get(agents::agents_page))
-        .route("/ui/", get(agents::agents_page))
+        .route("/ui", get(overview::overview_page))
+        .route("/ui/", get(overview::overview_page))
+        .route("/ui/agents", get(agents::agents_page))
+        .route("/ui/events", get(events::events_page))
         .route("/ui/login", get(login::login_form).post(login::login))
         .route("/ui/logout", post(login::logout))
         .route("/ui/fragments/agents", get(agents::agents_fragment))
@@ -39,6 +47,7 @@ pub(crate) fn router() -> Router<AppState> {
             "/ui/policies",
             get(policies::policies_page).post(policies::create_policy),
         )
+        .route("/ui/policies/{id}", get(policy::policy_page))
         .route("/ui/policies/{id}/enabled", post(policies::set_enabled))
         .route("/ui/policies/{id}/run", post(policies::run_policy))
         .layer(middleware::map_response(security_headers))

@@ -1,19 +1,22 @@
-//! The policies page: every policy with enable / disable and run-now, and the form for a new
-//! one.
+//! The policies page: every policy with its protection, enable / disable and run-now, filtered
+//! by protection and paged; and the form for a new one.
 
 use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
-use backup_core::{AgentId, AgentView, PolicyId, PolicyPatch, PolicyView, TaskKind};
+use backup_core::{AgentId, AgentView, PolicyId, PolicyPatch, PolicyView, Protection, TaskKind};
 use backup_store::{PageRequest, PolicyFilter, StoreError};
 use maud::{Markup, html};
 
 use super::{
+    badges,
     forms::{Empty, EnabledForm, FieldError, PolicyForm, Posted},
-    layout::{failure, layout, page, when},
+    layout::{failure, layout, page, pager},
+    policy::schedule,
     session::Session,
+    units::when,
 };
 use crate::AppState;
 
@@ -69,14 +72,47 @@ impl Notice {
     }
 }
 
-/// The notice in the query string: a code of [`Notice`] and the policy it is about.
+/// Policies per page.
+const PAGE: u32 = 100;
+
+/// The query string: a notice (a code of [`Notice`] and the policy it is about), the
+/// protection to list, and the page's cursor.
 #[derive(serde::Deserialize, Default)]
 pub(crate) struct NoticeQuery {
     notice: Option<String>,
     policy: Option<String>,
+    protection: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Which policies the table lists: one protection value or all, from a cursor on.
+#[derive(Clone, Debug, Default)]
+struct Listing {
+    protection: Option<Protection>,
+    cursor: Option<String>,
+}
+
+impl Listing {
+    /// The page's address without its cursor.
+    fn base(&self) -> String {
+        match self.protection {
+            Some(p) => format!("/ui/policies?protection={}", p.as_str()),
+            None => "/ui/policies".to_owned(),
+        }
+    }
 }
 
 impl NoticeQuery {
+    fn listing(&self) -> Listing {
+        Listing {
+            protection: self
+                .protection
+                .as_deref()
+                .and_then(|p| Protection::ALL.into_iter().find(|v| v.as_str() == p)),
+            cursor: self.cursor.clone().filter(|c| !c.is_empty()),
+        }
+    }
+
     fn notice(&self) -> Option<(Notice, Option<PolicyId>)> {
         let code = self.notice.as_deref()?;
         let notice = Notice::ALL.into_iter().find(|n| n.code() == code)?;
@@ -84,9 +120,17 @@ impl NoticeQuery {
     }
 }
 
+/// What the page shows besides the form.
+struct Shown<'a> {
+    policies: &'a [PolicyView],
+    next: Option<&'a str>,
+    listing: &'a Listing,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
 fn policies_markup(
     session: &Session,
-    policies: &[PolicyView],
+    shown: &Shown<'_>,
     agents: &[AgentView],
     values: &PolicyForm,
     error: Option<(&str, &str)>,
@@ -103,6 +147,12 @@ fn policies_markup(
             .filter(|(f, _)| f.starts_with(field))
             .map(|(_, m)| m.to_owned())
     };
+    let Shown {
+        policies,
+        next,
+        listing,
+        now,
+    } = shown;
     layout(
         "Policies",
         Some(session),
@@ -111,17 +161,28 @@ fn policies_markup(
             @if let Some((n, about)) = notice {
                 p.notice { (n.text(about.and_then(|id| policies.iter().find(|p| p.id == id)))) }
             }
+            p.filters {
+                "Show: "
+                @if listing.protection.is_none() { strong { "all" } } @else { a href="/ui/policies" { "all" } }
+                @for p in Protection::ALL {
+                    " · "
+                    @if listing.protection == Some(p) { strong { (badges::protection_text(p)) } }
+                    @else { a href={ "/ui/policies?protection=" (p.as_str()) } { (badges::protection_text(p)) } }
+                }
+            }
             table {
-                thead { tr { th { "Name" } th { "Agent" } th { "Kind" } th { "Schedule" } th { "Repository" } th { "Next due" } th { "Enabled" } th {} } }
+                thead { tr { th { "Name" } th { "Agent" } th { "Kind" } th { "Schedule" } th { "Repository" } th { "Protection" } th { "Last success" } th { "Next due" } th { "Enabled" } th {} } }
                 tbody {
-                    @for p in policies {
+                    @for p in policies.iter() {
                         tr {
-                            td { (p.spec.name) }
+                            td { a href={ "/ui/policies/" (p.id) } { (p.spec.name) } }
                             td { a href={ "/ui/agents/" (p.spec.agent_id) } { (name_of(p.spec.agent_id)) } }
                             td { (p.spec.kind.as_str()) }
-                            td { @if let Some(e) = &p.spec.schedule.every { "every " (e) } @if let Some(c) = &p.spec.schedule.cron { "cron " (c) " " (p.spec.schedule.timezone.as_deref().unwrap_or("UTC")) } }
+                            td { (schedule(&p.spec.schedule)) }
                             td { (p.spec.repository) }
-                            td { (when(p.next_due_at)) }
+                            td { (badges::protection(p.protection)) }
+                            td { (when(p.last_success_at, *now)) }
+                            td { (when(p.next_due_at, *now)) }
                             td {
                                 form.inline method="post" action={ "/ui/policies/" (p.id) "/enabled" } {
                                     input type="hidden" name="csrf" value=(session.csrf());
@@ -137,8 +198,10 @@ fn policies_markup(
                             }
                         }
                     }
+                    @if policies.is_empty() { tr { td colspan="10" { "No policies here." } } }
                 }
             }
+            (pager(&listing.base(), *next))
             h2 { "New policy" }
             @if let Some((field, message)) = error { p.error { (field) ": " (message) } }
             form method="post" action="/ui/policies" {
@@ -166,6 +229,7 @@ fn policies_markup(
 async fn render_policies(
     state: &AppState,
     session: &Session,
+    listing: &Listing,
     values: PolicyForm,
     error: Option<(&str, &str)>,
     notice: Option<(Notice, Option<PolicyId>)>,
@@ -175,18 +239,32 @@ async fn render_policies(
     let policies = store
         .list_policies(
             session.tenant(),
-            &PolicyFilter::default(),
-            &PageRequest::first(500),
+            &PolicyFilter {
+                protection: listing.protection,
+                ..PolicyFilter::default()
+            },
+            &PageRequest {
+                limit: Some(PAGE),
+                cursor: listing.cursor.clone(),
+            },
         )
         .await;
     let agents = store
         .list_agents(session.tenant(), &PageRequest::first(500))
         .await;
     match (policies, agents) {
-        (Ok(p), Ok(a)) => page(
-            status,
-            policies_markup(session, &p.items, &a.items, &values, error, notice),
-        ),
+        (Ok(p), Ok(a)) => {
+            let shown = Shown {
+                policies: &p.items,
+                next: p.next_cursor.as_deref(),
+                listing,
+                now: store.clock().now(),
+            };
+            page(
+                status,
+                policies_markup(session, &shown, &a.items, &values, error, notice),
+            )
+        }
         (Err(e), _) | (_, Err(e)) => failure(e),
     }
 }
@@ -199,6 +277,7 @@ pub(crate) async fn policies_page(
     render_policies(
         &state,
         &session,
+        &q.listing(),
         PolicyForm::default(),
         None,
         q.notice(),
@@ -218,6 +297,7 @@ pub(crate) async fn create_policy(
             return render_policies(
                 &state,
                 &session,
+                &Listing::default(),
                 form.clone(),
                 Some((&f, &m)),
                 None,
@@ -233,6 +313,7 @@ pub(crate) async fn create_policy(
             render_policies(
                 &state,
                 &session,
+                &Listing::default(),
                 form.clone(),
                 Some((&field, &e.to_string())),
                 None,

@@ -1,6 +1,7 @@
-//! A real browser: headless Chromium driven over WebDriver (chromedriver) logs in, sees the
-//! saturated and backoff badges, edits a setting, and the API shows the change. Skipped with a
-//! notice without chromium and chromedriver; a failure under `BACKUP_TEST_REQUIRE=chromium`.
+//! A real browser: headless Chromium driven over WebDriver (chromedriver) logs in, lands on the
+//! overview and its verdict, follows the navigation to the agents and sees the saturated and
+//! backoff badges, edits a setting, and the API shows the change. Skipped with a notice without
+//! chromium and chromedriver; a failure under `BACKUP_TEST_REQUIRE=chromium`.
 //! `BACKUP_UI_SCREENSHOT=docs/dashboard.png` saves the screenshot where the README shows it.
 
 use std::{process::Stdio, sync::Arc, time::Duration};
@@ -182,6 +183,15 @@ async fn a_browser_logs_in_sees_the_badges_and_edits_a_setting() {
         .await
         .expect("hb");
 
+    for (name, agent) in [("nightly-db", busy), ("hourly-web", fine)] {
+        let spec: backup_core::PolicySpec = serde_json::from_value(json!({
+            "name": name, "agentId": agent, "kind": "backup", "schedule": {"every": "1h"},
+            "paths": ["/srv"], "repository": "main"
+        }))
+        .expect("spec");
+        store.create_policy(tenant.id, &spec).await.expect("policy");
+    }
+
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
@@ -234,10 +244,11 @@ async fn a_browser_logs_in_sees_the_badges_and_edits_a_setting() {
     d.type_into("#tenantId", &tenant.id.to_string()).await;
     d.type_into("#token", &tenant.token).await;
     d.click("button[type=submit]").await;
-    let home = d.source_with("<h1>Agents</h1>").await;
-    assert!(home.contains("Saturated"), "the saturated badge");
-    assert!(home.contains("Backoff active until"), "the backoff badge");
-    assert!(home.contains("web-1") && home.contains("Online"));
+    let overview = d.source_with("<h1>Overview</h1>").await;
+    assert!(
+        overview.contains("All 2 enabled policies are protected or waiting for their first run"),
+        "the verdict: {overview}"
+    );
     let shot = d.call(reqwest::Method::GET, "/screenshot", None).await;
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot.as_str().expect("base64"))
@@ -246,6 +257,12 @@ async fn a_browser_logs_in_sees_the_badges_and_edits_a_setting() {
     let target = std::env::var("BACKUP_UI_SCREENSHOT")
         .unwrap_or_else(|_| dir.path().join("dashboard.png").display().to_string());
     std::fs::write(&target, &png).expect("screenshot");
+
+    d.click("header a[href='/ui/agents']").await;
+    let agents = d.source_with("<h1>Agents</h1>").await;
+    assert!(agents.contains("Saturated"), "the saturated badge");
+    assert!(agents.contains("Backoff active until"), "the backoff badge");
+    assert!(agents.contains("web-1") && agents.contains("Online"));
 
     d.go(&format!("{url}/ui/agents/{busy}")).await;
     d.type_into("#maxConcurrentTasks", "4").await;

@@ -6,6 +6,7 @@ mod harness;
 mod isolation;
 
 mod browser;
+mod dashboard;
 mod dispatch;
 mod enrollment;
 mod events;
@@ -18,3 +19,4 @@ mod scheduler;
 mod snapshots;
 mod socket;
 mod ui;
+mod web;

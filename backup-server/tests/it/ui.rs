@@ -1,131 +1,12 @@
 //! The dashboard's pages and forms, through `app()`.
 
-use axum::{
-    body::Body,
-    http::{Method, Request, StatusCode, header},
-};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::json;
-use tower::ServiceExt;
 
-use crate::harness::{Auth, Harness, Kind, backup_policy};
-
-/// A browser of sorts: a cookie jar, form posts, and the page's CSRF token.
-struct Browser<'a> {
-    h: &'a Harness,
-    cookies: Vec<(String, String)>,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    csp: Option<String>,
-    html: String,
-}
-
-impl Page {
-    fn csrf(&self) -> String {
-        let at = self
-            .html
-            .find("name=\"csrf\" value=\"")
-            .expect("a form with a csrf token");
-        let rest = &self.html[at + 19..];
-        rest[..rest.find('"').expect("end")].to_owned()
-    }
-}
-
-impl<'a> Browser<'a> {
-    fn new(h: &'a Harness) -> Self {
-        Browser {
-            h,
-            cookies: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
-        let mut req = Request::builder().method(method).uri(path);
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            req = req.header(header::COOKIE, jar.join("; "));
-        }
-        let body = match form {
-            Some(fields) => {
-                req = req.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-                Body::from(serde_urlencoded::to_string(fields).expect("form"))
-            }
-            None => Body::empty(),
-        };
-        let response = self
-            .h
-            .router
-            .clone()
-            .oneshot(req.body(body).expect("request"))
-            .await
-            .expect("infallible");
-        for set in response.headers().get_all(header::SET_COOKIE) {
-            let text = set.to_str().expect("ascii");
-            let pair = text.split(';').next().expect("pair");
-            let (k, v) = pair.split_once('=').expect("k=v");
-            self.cookies.retain(|(name, _)| name != k);
-            if !v.is_empty() && !text.contains("Max-Age=0") {
-                self.cookies.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let csp = response
-            .headers()
-            .get(header::CONTENT_SECURITY_POLICY)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let html = String::from_utf8(
-            response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes()
-                .to_vec(),
-        )
-        .expect("utf8");
-        Page {
-            status,
-            location,
-            csp,
-            html,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        self.send(Method::POST, path, Some(form)).await
-    }
-
-    async fn login(&mut self, tenant: &backup_core::TenantCreated) -> Page {
-        let form = self.get("/ui/login").await;
-        let csrf = form.csrf();
-        self.post(
-            "/ui/login",
-            &[
-                ("csrf", &csrf),
-                ("tenantId", &tenant.id.to_string()),
-                ("token", &tenant.token),
-            ],
-        )
-        .await
-    }
-}
+use crate::{
+    harness::{Auth, Harness, Kind, backup_policy},
+    web::Browser,
+};
 
 #[tokio::test]
 async fn login_is_required_and_wrong_tokens_see_nothing() {
@@ -135,7 +16,15 @@ async fn login_is_required_and_wrong_tokens_see_nothing() {
     let t = h.tenant("acme").await;
     h.agent(&t, "secret-agent").await;
     let mut b = Browser::new(&h);
-    for path in ["/ui", "/ui/policies", "/ui/fragments/agents"] {
+    let any_policy = format!("/ui/policies/{}", uuid::Uuid::new_v4());
+    for path in [
+        "/ui",
+        "/ui/agents",
+        "/ui/policies",
+        "/ui/events",
+        "/ui/fragments/agents",
+        any_policy.as_str(),
+    ] {
         let p = b.get(path).await;
         assert_eq!(
             (p.status, p.location.as_deref()),
@@ -189,7 +78,7 @@ async fn login_is_required_and_wrong_tokens_see_nothing() {
         !session.contains(&t.token) && !session.contains(&token_hash),
         "neither the token nor its stored hash is in the cookie: {session}"
     );
-    let home = b.get("/ui").await;
+    let home = b.get("/ui/agents").await;
     assert_eq!(home.status, StatusCode::OK);
     assert!(home.html.contains("secret-agent"));
     // Logging out ends the session, on the server: a copy of the cookie is no session either.
@@ -246,10 +135,10 @@ async fn pages_show_only_the_tenants_own_objects_escaped() {
     let other = h.tenant("other").await;
     let mine = h.agent(&t, "<script>alert(1)</script>").await.id;
     let theirs = h.agent(&other, "their-agent").await.id;
-    h.policy(&other, backup_policy(theirs)).await;
+    let their_policy = h.policy(&other, backup_policy(theirs)).await;
     let mut b = Browser::new(&h);
     b.login(&t).await;
-    let home = b.get("/ui").await;
+    let home = b.get("/ui/agents").await;
     assert!(
         home.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "escaped"
@@ -275,6 +164,23 @@ async fn pages_show_only_the_tenants_own_objects_escaped() {
     assert!(
         !policies.html.contains("their-agent") && !policies.html.contains("hourly"),
         "no foreign policies"
+    );
+    for shared in ["/ui", "/ui/events"] {
+        let page = b.get(shared).await;
+        assert_eq!(page.status, StatusCode::OK, "{shared}");
+        assert!(page.html.contains("&lt;script&gt;alert(1)"), "{shared}");
+        assert!(!page.html.contains("<script>alert(1)"), "{shared}");
+        assert!(!page.html.contains("their-agent"), "{shared}");
+    }
+    assert_eq!(
+        b.get(&format!(
+            "/ui/policies/{}",
+            their_policy["id"].as_str().expect("id")
+        ))
+        .await
+        .status,
+        StatusCode::NOT_FOUND,
+        "another tenant's policy"
     );
 }
 
@@ -503,11 +409,13 @@ async fn badges_show_saturation_and_backoff() {
     .await;
     let mut b = Browser::new(&h);
     b.login(&t).await;
-    let home = b.get("/ui").await;
+    let home = b.get("/ui/agents").await;
     assert!(home.html.contains("badge saturated"), "{}", home.html);
     assert!(
-        home.html
-            .contains("Backoff active until 2026-03-01 00:10:00 UTC"),
+        home.html.contains("Backoff active until <time")
+            && home
+                .html
+                .contains(">2026-03-01 00:10:00 UTC</time> <span class=\"ago\">(in 10 min)</span>"),
         "{}",
         home.html
     );
@@ -532,7 +440,7 @@ async fn pages_carry_a_csp_that_admits_only_their_own_script() {
         login.csp
     );
     b.login(&t).await;
-    let page = b.get("/ui").await;
+    let page = b.get("/ui/agents").await;
     let start = page.html.find("<script>").expect("the refresh script") + "<script>".len();
     let end = start + page.html[start..].find("</script>").expect("its end");
     let hash = base64::engine::general_purpose::STANDARD
