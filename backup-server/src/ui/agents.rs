@@ -141,7 +141,7 @@ fn agent_markup(
                     @for t in tasks {
                         tr {
                             td { (names.policy(t.policy_id)) }
-                            td { (t.kind.as_str()) }
+                            td { a href={ "/ui/tasks/" (t.id) } { (t.kind.as_str()) } }
                             td { (t.status.as_str()) }
                             td { (t.attempt) }
                             td { (t.retry_count) " of " (t.max_retries) }

@@ -10,8 +10,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use backup_core::{
-    AgentId, AgentView, PolicySpec, Retention, SETTING_FIELDS, ScheduleSpec, SettingsPatch,
-    TaskKind,
+    AgentId, AgentView, PolicySpec, RestoreRequest, Retention, SETTING_FIELDS, ScheduleSpec,
+    SettingsPatch, TaskKind,
 };
 use serde::{Deserialize, de::DeserializeOwned};
 
@@ -175,13 +175,7 @@ impl PolicyForm {
             agent_id,
             kind,
             schedule,
-            paths: self
-                .paths
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            paths: lines(&self.paths),
             excludes: vec![],
             repository: self.repository.trim().to_owned(),
             retention: keep_last.map(|n| Retention {
@@ -207,6 +201,15 @@ fn number(key: &str, raw: &str) -> Result<Option<u32>, FieldError> {
     }
 }
 
+/// The non-empty lines of a text area, trimmed.
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The enable / disable button of a policy.
 #[derive(Deserialize)]
 pub(super) struct EnabledForm {
@@ -219,4 +222,68 @@ pub(super) struct EnabledForm {
 pub(super) struct CancelForm {
     #[serde(default)]
     pub(super) agent: String,
+}
+
+/// A snapshot to browse or restore from: which agent has it in which repository. Posted with
+/// the browse and restore forms, and the query of the snapshot page.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(super) struct SnapshotAt {
+    #[serde(default)]
+    pub(super) agent: String,
+    #[serde(default)]
+    pub(super) repository: String,
+}
+
+impl SnapshotAt {
+    /// The agent, or the field error.
+    pub(super) fn agent_id(&self) -> Result<AgentId, FieldError> {
+        self.agent
+            .parse()
+            .map_err(|_| ("agent".to_owned(), "choose an agent".to_owned()))
+    }
+}
+
+/// The browse form: one directory of the snapshot.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(super) struct BrowseForm {
+    #[serde(flatten)]
+    pub(super) at: SnapshotAt,
+    #[serde(default)]
+    pub(super) path: String,
+}
+
+/// The restore form: onto which agent, into which folder, which paths (one per line; none for
+/// the whole snapshot), and whether only to count.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(super) struct RestoreForm {
+    #[serde(flatten)]
+    pub(super) at: SnapshotAt,
+    /// The agent that restores (it may differ from the one that made the snapshot).
+    #[serde(default, rename = "targetAgent")]
+    pub(super) target_agent: String,
+    #[serde(default)]
+    pub(super) target: String,
+    #[serde(default)]
+    pub(super) include: String,
+    /// A checkbox: present when ticked.
+    #[serde(default, rename = "dryRun")]
+    pub(super) dry_run: Option<String>,
+}
+
+impl RestoreForm {
+    /// The API's restore request for `snapshot`, or the field that is wrong.
+    pub(super) fn request(&self, snapshot: &str) -> Result<RestoreRequest, FieldError> {
+        let agent_id = self
+            .target_agent
+            .parse()
+            .map_err(|_| ("targetAgent".to_owned(), "choose an agent".to_owned()))?;
+        Ok(RestoreRequest {
+            agent_id,
+            repository: self.at.repository.trim().to_owned(),
+            snapshot_id: snapshot.to_owned(),
+            include: lines(&self.include),
+            target: self.target.trim().to_owned(),
+            dry_run: self.dry_run.is_some(),
+        })
+    }
 }

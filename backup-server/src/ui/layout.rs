@@ -28,12 +28,24 @@ pub(crate) fn refresh_script_hash() -> String {
 
 /// A whole page: the header (with navigation and log-out once logged in) around `content`.
 pub(super) fn layout(title: &str, session: Option<&Session>, content: Markup) -> Markup {
+    layout_reloading(title, session, None, content)
+}
+
+/// A whole page that reloads itself every `reload` seconds (a task being waited for): a
+/// `<meta http-equiv="refresh">`, which needs no script.
+pub(super) fn layout_reloading(
+    title: &str,
+    session: Option<&Session>,
+    reload: Option<u32>,
+    content: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = reload { meta http-equiv="refresh" content=(secs); }
                 title { (title) " · restic fleet" }
                 style { (PreEscaped(STYLE)) }
             }
@@ -44,6 +56,7 @@ pub(super) fn layout(title: &str, session: Option<&Session>, content: Markup) ->
                         a href="/ui" { "Overview" }
                         a href="/ui/agents" { "Agents" }
                         a href="/ui/policies" { "Policies" }
+                        a href="/ui/snapshots" { "Snapshots" }
                         a href="/ui/events" { "Events" }
                         form method="post" action="/ui/logout" {
                             input type="hidden" name="csrf" value=(s.csrf());

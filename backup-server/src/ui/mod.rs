@@ -18,6 +18,8 @@ mod overview;
 mod policies;
 mod policy;
 mod session;
+mod snapshots;
+mod task;
 mod units;
 
 use axum::{
@@ -42,7 +44,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/fragments/agents", get(agents::agents_fragment))
         .route("/ui/agents/{id}", get(agents::agent_page))
         .route("/ui/agents/{id}/settings", post(agents::save_settings))
+        .route("/ui/tasks/{id}", get(task::task_page))
         .route("/ui/tasks/{id}/cancel", post(agents::cancel_task))
+        .route("/ui/snapshots", get(snapshots::snapshots_page))
+        .route("/ui/snapshots/{id}", get(snapshots::snapshot_page))
+        .route("/ui/snapshots/{id}/ls", post(snapshots::browse))
+        .route("/ui/snapshots/{id}/restore", post(snapshots::restore))
         .route(
             "/ui/policies",
             get(policies::policies_page).post(policies::create_policy),

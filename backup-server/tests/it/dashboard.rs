@@ -10,8 +10,20 @@ use crate::{
     web::Browser,
 };
 
-/// A policy named `name` on `agent`, its first task claimed and started, then reported with
-/// `report` (attempt 1).
+/// Claims the agent's next task, starts it and reports `report` (attempt 1) for it.
+async fn complete(h: &Harness, agent: &TestAgent, report: Value) {
+    h.online(agent).await;
+    let task = h.claim_one(agent).await;
+    let me = Auth::Agent(agent.token.clone());
+    let started = h
+        .post(&format!("/tasks/{task}/start"), &me, json!({"attempt": 1}))
+        .await;
+    assert_eq!(started.status, 200, "{started:?}");
+    let done = h.post(&format!("/tasks/{task}/result"), &me, report).await;
+    assert_eq!(done.status, 200, "{done:?}");
+}
+
+/// A policy named `name` on `agent`, its first task run with `report`.
 async fn run_once(
     h: &Harness,
     t: &backup_core::TenantCreated,
@@ -24,14 +36,7 @@ async fn run_once(
     let policy = h.policy(t, body).await;
     h.online(agent).await;
     h.tick().await;
-    let task = h.claim_one(agent).await;
-    let me = Auth::Agent(agent.token.clone());
-    let started = h
-        .post(&format!("/tasks/{task}/start"), &me, json!({"attempt": 1}))
-        .await;
-    assert_eq!(started.status, 200, "{started:?}");
-    let done = h.post(&format!("/tasks/{task}/result"), &me, report).await;
-    assert_eq!(done.status, 200, "{done:?}");
+    complete(h, agent, report).await;
     policy
 }
 
@@ -164,4 +169,165 @@ async fn the_overview_policy_page_and_events_read_as_a_person_needs() {
     assert!(!only.html.contains("<td>agent.settings_changed"));
     let forged = b.get("/ui/events?cursor=not-a-cursor").await;
     assert_eq!(forged.status, StatusCode::BAD_REQUEST, "{}", forged.html);
+}
+
+/// Whether the page has a browse button for `path`.
+fn browse_path(html: &str, path: &str) -> bool {
+    html.contains(&format!("name=\"path\" value=\"{path}\""))
+}
+
+#[tokio::test]
+async fn a_snapshot_is_found_browsed_and_restored_from_the_dashboard() {
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    let (db1, db2) = (h.agent(&t, "db-1").await, h.agent(&t, "db-2").await);
+    for agent in [&db1, &db2] {
+        h.heartbeat(
+            agent,
+            json!({"repositories": [{"name": "main", "repositoryId": "r".repeat(64)}]}),
+        )
+        .await;
+    }
+    let id = "ab".repeat(32);
+    let reported = h
+        .call(
+            axum::http::Method::PUT,
+            &format!("/agents/{}/repositories/main/snapshots", db1.id),
+            &db1.auth(),
+            Some(
+                json!({"snapshots": [{"id": id, "time": "2026-03-01T00:00:00Z", "hostname": "db-1",
+                "paths": ["/srv"], "tags": [], "summary": {"totalBytes": 3 * 1024 * 1024}}]}),
+            ),
+        )
+        .await;
+    assert_eq!(reported.status, 200, "{reported:?}");
+
+    let mut b = Browser::new(&h);
+    b.login(&t).await;
+    let list = b.get(&format!("/ui/snapshots?agent={}", db1.id)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(
+        list.html.contains("abababab") && list.html.contains("3.0 MiB"),
+        "{}",
+        list.html
+    );
+    let href = format!("/ui/snapshots/{id}?agent={}&amp;repository=main", db1.id);
+    assert!(list.html.contains(&href), "{}", list.html);
+    let snapshot = b.get(&href.replace("&amp;", "&")).await;
+    assert_eq!(snapshot.status, StatusCode::OK);
+    let csrf = snapshot.csrf();
+    let agent = db1.id.to_string();
+    let base = [
+        ("csrf", csrf.as_str()),
+        ("agent", agent.as_str()),
+        ("repository", "main"),
+    ];
+
+    // Browse the top level: an ls task for the snapshot's agent; its page reloads until done.
+    let asked = b
+        .post(
+            &format!("/ui/snapshots/{id}/ls"),
+            &[base[0], base[1], base[2], ("path", "/")],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::SEE_OTHER, "{}", asked.html);
+    let task_page = asked.location.expect("the task page");
+    let waiting = b.get(&task_page).await;
+    assert!(
+        waiting.html.contains("http-equiv=\"refresh\""),
+        "{}",
+        waiting.html
+    );
+    complete(
+        &h,
+        &db1,
+        json!({"attempt": 1, "outcome": "succeeded", "entries": [
+            {"path": "/srv", "type": "dir"},
+            {"path": "/notes.txt", "type": "file", "size": 2048, "mtime": "2026-02-28T10:00:00Z"}
+        ]}),
+    )
+    .await;
+    let listed = b.get(&task_page).await;
+    assert!(
+        !listed.html.contains("http-equiv=\"refresh\""),
+        "done: no more reloads"
+    );
+    assert!(
+        browse_path(&listed.html, "/srv"),
+        "a directory is a browse button: {}",
+        listed.html
+    );
+    assert!(listed.html.contains("/notes.txt") && listed.html.contains("2.0 KiB"));
+    assert!(
+        !browse_path(&listed.html, "/notes.txt"),
+        "a file is not browsed"
+    );
+
+    // Restore onto the other agent; a bad target agent is refused beside the form.
+    let refused = b
+        .post(
+            &format!("/ui/snapshots/{id}/restore"),
+            &[
+                base[0],
+                base[1],
+                base[2],
+                ("targetAgent", "nobody"),
+                ("target", "/srv/restore"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.html.contains("targetAgent: choose an agent"),
+        "{}",
+        refused.html
+    );
+    let relative = b
+        .post(
+            &format!("/ui/snapshots/{id}/restore"),
+            &[
+                base[0],
+                base[1],
+                base[2],
+                ("targetAgent", &db2.id.to_string()),
+                ("target", "restore"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        relative.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        relative.html
+    );
+    let asked = b
+        .post(
+            &format!("/ui/snapshots/{id}/restore"),
+            &[
+                base[0],
+                base[1],
+                base[2],
+                ("targetAgent", &db2.id.to_string()),
+                ("target", "/srv/restore"),
+                ("include", "/srv\n"),
+            ],
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::SEE_OTHER, "{}", asked.html);
+    let task_page = asked.location.expect("the task page");
+    complete(
+        &h,
+        &db2,
+        json!({"attempt": 1, "outcome": "succeeded", "filesRestored": 12, "bytesRestored": 5 * 1024 * 1024}),
+    )
+    .await;
+    let restored = b.get(&task_page).await;
+    assert!(
+        restored.html.contains("Restored 12 files, 5.0 MiB."),
+        "{}",
+        restored.html
+    );
+    assert!(restored.html.contains("/srv/restore") && restored.html.contains("db-2"));
 }
