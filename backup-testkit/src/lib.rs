@@ -13,6 +13,8 @@ mod restic;
 #[cfg(feature = "store")]
 mod store;
 mod wait;
+#[cfg(feature = "http")]
+mod webdriver;
 
 #[cfg(feature = "http")]
 pub use client::Http;
@@ -29,6 +31,8 @@ pub use restic::{
 #[cfg(feature = "store")]
 pub use store::fleet;
 pub use wait::wait_for;
+#[cfg(feature = "http")]
+pub use webdriver::Browser;
 
 /// An environment for a configuration loader's tests: `pairs` looked up by name.
 pub fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {

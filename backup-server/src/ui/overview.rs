@@ -39,17 +39,24 @@ fn verdict(summary: &Summary) -> Markup {
         .filter(|p| **p != Protection::Disabled)
         .map(|p| count(*p))
         .sum();
+    let never_run = count(Protection::NeverRun);
+    let policies = |n: u64| if n == 1 { "policy" } else { "policies" };
     if enabled == 0 {
         html! { p.verdict { "No enabled policies yet: add one on the " a href="/ui/policies" { "Policies" } " page." } }
     } else if failing + overdue == 0 {
+        let waiting = if never_run == 0 {
+            ""
+        } else {
+            " or waiting for their first run"
+        };
         let agents = if offline == 0 {
             String::new()
         } else {
             format!(" ({offline} agents offline)")
         };
-        html! { p.verdict.good { "All " (enabled) " enabled policies are protected or waiting for their first run" (agents) "." } }
+        html! { p.verdict.good { "All " (enabled) " enabled " (policies(enabled)) " protected" (waiting) (agents) "." } }
     } else {
-        html! { p.verdict.bad { (failing + overdue) " of " (enabled) " enabled policies need attention: "
+        html! { p.verdict.bad { (failing + overdue) " of " (enabled) " enabled " (policies(enabled)) " need attention: "
         (failing) " failing, " (overdue) " overdue." } }
     }
 }

@@ -96,7 +96,7 @@ fn task_markup(
             p.notice { "Waiting for the agent; this page reloads itself every " (RELOAD) " s." }
         }
         @if let Some(files) = task.output.files_restored {
-            p.notice.result { (if r.dry_run { "Would restore " } else { "Restored " }) (files) " files, "
+            p.notice.result { (if r.dry_run { "Would restore " } else { "Restored " }) (files) (if files == 1 { " file, " } else { " files, " })
                 (task.output.bytes_restored.map(bytes).unwrap_or_else(|| "? B".into())) "." }
         }
         @if let (Some(entries), Some(s)) = (&task.output.entries, snapshot) {

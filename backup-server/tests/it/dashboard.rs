@@ -265,6 +265,20 @@ async fn a_snapshot_is_found_browsed_and_restored_from_the_dashboard() {
         "a file is not browsed"
     );
 
+    // A restore needs the form's CSRF token, like every form.
+    let forged = b
+        .post(
+            &format!("/ui/snapshots/{id}/restore"),
+            &[
+                base[1],
+                base[2],
+                ("targetAgent", &agent),
+                ("target", "/srv/restore"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
     // Restore onto the other agent; a bad target agent is refused beside the form.
     let refused = b
         .post(

@@ -17,13 +17,16 @@ async fn login_is_required_and_wrong_tokens_see_nothing() {
     h.agent(&t, "secret-agent").await;
     let mut b = Browser::new(&h);
     let any_policy = format!("/ui/policies/{}", uuid::Uuid::new_v4());
+    let any_task = format!("/ui/tasks/{}", uuid::Uuid::new_v4());
     for path in [
         "/ui",
         "/ui/agents",
         "/ui/policies",
         "/ui/events",
+        "/ui/snapshots",
         "/ui/fragments/agents",
         any_policy.as_str(),
+        any_task.as_str(),
     ] {
         let p = b.get(path).await;
         assert_eq!(

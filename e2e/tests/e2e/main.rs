@@ -8,6 +8,7 @@ mod harness;
 mod concurrency;
 mod crash_state;
 mod crashes;
+mod dashboard;
 mod enrollment;
 mod events;
 mod guardrails;
