@@ -2,10 +2,11 @@
 //! its tasks (with cancel) and its recent runs, each row naming its policy.
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
+use backup_core::Page;
 use backup_core::{AgentId, AgentView, BackupRunView, SETTING_FIELDS, TaskId, TaskView};
 use backup_store::{BackupRunFilter, PageRequest, StoreError, TaskFilter};
 use chrono::{DateTime, Utc};
@@ -15,7 +16,7 @@ use super::{
     badges,
     chart::chart,
     forms::{CancelForm, FieldError, Posted, SettingsForm},
-    layout::{REFRESH, failure, layout, page},
+    layout::{REFRESH, failure, layout, page, pager, pager_named},
     names::Names,
     policy::runs_table,
     session::Session,
@@ -45,12 +46,47 @@ fn agents_table(agents: &[AgentView], now: DateTime<Utc>) -> Markup {
     }
 }
 
-pub(crate) async fn agents_page(State(state): State<AppState>, session: Session) -> Response {
-    match state
-        .store()
-        .list_agents(session.tenant(), &PageRequest::first(500))
-        .await
-    {
+/// Agents per page of the fleet table.
+const AGENTS: u32 = 100;
+/// Tasks and runs per page on an agent's page.
+const ROWS: u32 = 30;
+
+/// The fleet table's query: the page's cursor.
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct AgentsQuery {
+    cursor: Option<String>,
+}
+
+impl AgentsQuery {
+    fn page(&self) -> PageRequest {
+        PageRequest {
+            limit: Some(AGENTS),
+            cursor: self.cursor.clone().filter(|c| !c.is_empty()),
+        }
+    }
+}
+
+/// An agent page's query: the cursors of its tasks and of its runs.
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct AgentQuery {
+    tasks: Option<String>,
+    runs: Option<String>,
+}
+
+/// A page of `ROWS` from `cursor` on.
+fn rows(cursor: Option<&String>) -> PageRequest {
+    PageRequest {
+        limit: Some(ROWS),
+        cursor: cursor.filter(|c| !c.is_empty()).cloned(),
+    }
+}
+
+pub(crate) async fn agents_page(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<AgentsQuery>,
+) -> Response {
+    match state.store().list_agents(session.tenant(), &q.page()).await {
         Ok(list) => page(
             StatusCode::OK,
             layout(
@@ -59,6 +95,7 @@ pub(crate) async fn agents_page(State(state): State<AppState>, session: Session)
                 html! {
                     h1 { "Agents" }
                     div #agents { (agents_table(&list.items, state.store().clock().now())) }
+                    (pager("/ui/agents", list.next_cursor.as_deref()))
                     noscript { p { "Reload the page to refresh (the table refreshes itself when JavaScript is on)." } }
                     script { (PreEscaped(REFRESH)) }
                 },
@@ -68,12 +105,13 @@ pub(crate) async fn agents_page(State(state): State<AppState>, session: Session)
     }
 }
 
-pub(crate) async fn agents_fragment(State(state): State<AppState>, session: Session) -> Response {
-    match state
-        .store()
-        .list_agents(session.tenant(), &PageRequest::first(500))
-        .await
-    {
+/// The fleet table alone, for the page's live refresh (the same page of it).
+pub(crate) async fn agents_fragment(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<AgentsQuery>,
+) -> Response {
+    match state.store().list_agents(session.tenant(), &q.page()).await {
         Ok(list) => page(
             StatusCode::OK,
             agents_table(&list.items, state.store().clock().now()),
@@ -85,8 +123,8 @@ pub(crate) async fn agents_fragment(State(state): State<AppState>, session: Sess
 /// What the agent page shows besides its settings form.
 struct Shown<'a> {
     agent: &'a AgentView,
-    tasks: &'a [TaskView],
-    runs: &'a [BackupRunView],
+    tasks: &'a Page<TaskView>,
+    runs: &'a Page<BackupRunView>,
     names: &'a Names,
     now: DateTime<Utc>,
 }
@@ -138,7 +176,7 @@ fn agent_markup(
             table {
                 thead { tr { th { "Policy" } th { "Kind" } th { "Status" } th { "Attempt" } th { "Retries" } th { "Next retry" } th { "Failed permanently" } th { "Last error" } th {} } }
                 tbody {
-                    @for t in tasks {
+                    @for t in &tasks.items {
                         tr {
                             td { (names.policy(t.policy_id)) }
                             td { a href={ "/ui/tasks/" (t.id) } { (t.kind.as_str()) } }
@@ -161,9 +199,11 @@ fn agent_markup(
                     }
                 }
             }
+            (pager_named(&format!("/ui/agents/{}", agent.id), "tasks", tasks.next_cursor.as_deref()))
             h2 { "Recent backup runs" }
-            (chart(runs))
-            (runs_table(runs, names, now))
+            (chart(&runs.items))
+            (runs_table(&runs.items, names, now))
+            (pager_named(&format!("/ui/agents/{}", agent.id), "runs", runs.next_cursor.as_deref()))
         },
     )
 }
@@ -172,6 +212,7 @@ async fn render_agent(
     state: &AppState,
     session: &Session,
     id: AgentId,
+    cursors: &AgentQuery,
     values: Option<SettingsForm>,
     error: Option<(&str, &str)>,
     status: StatusCode,
@@ -188,7 +229,7 @@ async fn render_agent(
                 agent_id: Some(id),
                 ..TaskFilter::default()
             },
-            &PageRequest::first(50),
+            &rows(cursors.tasks.as_ref()),
         )
         .await;
     let runs = store
@@ -198,7 +239,7 @@ async fn render_agent(
                 agent_id: Some(id),
                 ..BackupRunFilter::default()
             },
-            &PageRequest::first(30),
+            &rows(cursors.runs.as_ref()),
         )
         .await;
     let names = Names::load(store, session.tenant()).await;
@@ -207,8 +248,8 @@ async fn render_agent(
             let values = values.unwrap_or_else(|| SettingsForm::of(&agent));
             let shown = Shown {
                 agent: &agent,
-                tasks: &tasks.items,
-                runs: &runs.items,
+                tasks: &tasks,
+                runs: &runs,
                 names: &names,
                 now: store.clock().now(),
             };
@@ -222,11 +263,12 @@ pub(crate) async fn agent_page(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
+    Query(cursors): Query<AgentQuery>,
 ) -> Response {
     let Ok(id) = id.parse::<AgentId>() else {
         return failure(StoreError::NotFound("agent"));
     };
-    render_agent(&state, &session, id, None, None, StatusCode::OK).await
+    render_agent(&state, &session, id, &cursors, None, None, StatusCode::OK).await
 }
 
 pub(crate) async fn save_settings(
@@ -245,6 +287,7 @@ pub(crate) async fn save_settings(
                 &state,
                 &session,
                 id,
+                &AgentQuery::default(),
                 Some(form.clone()),
                 Some((&field, &message)),
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -264,6 +307,7 @@ pub(crate) async fn save_settings(
                 &state,
                 &session,
                 id,
+                &AgentQuery::default(),
                 Some(form.clone()),
                 Some((&field, &e.to_string())),
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -73,11 +73,16 @@ pub(super) fn layout_reloading(
 /// The link to a table's next page, when there is one: `path` with the cursor added to its
 /// query string.
 pub(super) fn pager(path: &str, next: Option<&str>) -> Markup {
+    pager_named(path, "cursor", next)
+}
+
+/// [`pager`] for one of several tables on a page: the cursor goes in the query as `param`.
+pub(super) fn pager_named(path: &str, param: &str, next: Option<&str>) -> Markup {
     html! {
         @if let Some(cursor) = next {
             @let sep = if path.contains('?') { '&' } else { '?' };
             @let cursor: String = form_urlencoded::byte_serialize(cursor.as_bytes()).collect();
-            p.pager { a.next href={ (path) (sep) "cursor=" (cursor) } { "Next page →" } }
+            p.pager { a.next href={ (path) (sep) (param) "=" (cursor) } { "Next page →" } }
         }
     }
 }

@@ -1,1 +1,1 @@
-setInterval(async()=>{try{const r=await fetch('/ui/fragments/agents',{credentials:'same-origin'});if(r.redirected){location.reload();return}if(r.ok){document.getElementById('agents').innerHTML=await r.text()}}catch(e){}},5000);
+setInterval(async()=>{try{const r=await fetch('/ui/fragments/agents'+location.search,{credentials:'same-origin'});if(r.redirected){location.reload();return}if(r.ok){document.getElementById('agents').innerHTML=await r.text()}}catch(e){}},5000);

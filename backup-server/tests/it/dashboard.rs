@@ -345,3 +345,38 @@ async fn a_snapshot_is_found_browsed_and_restored_from_the_dashboard() {
     );
     assert!(restored.html.contains("/srv/restore") && restored.html.contains("db-2"));
 }
+
+#[tokio::test]
+async fn the_fleet_table_pages_and_its_refresh_keeps_the_page() {
+    let Some(h) = Harness::open(Kind::Sqlite, backup_server::ServerConfig::default()).await else {
+        return;
+    };
+    let t = h.tenant("acme").await;
+    for i in 0..105 {
+        h.agent(&t, &format!("host-{i:03}")).await;
+    }
+    let mut b = Browser::new(&h);
+    b.login(&t).await;
+    let first = b.get("/ui/agents").await;
+    assert_eq!(first.html.matches("<a href=\"/ui/agents/").count(), 100);
+    let at = first
+        .html
+        .find("class=\"next\" href=\"")
+        .expect("a next page")
+        + 19;
+    let next = first.html[at..][..first.html[at..].find('"').expect("end")].replace("&amp;", "&");
+    let second = b.get(&next).await;
+    assert_eq!(
+        second.html.matches("<a href=\"/ui/agents/").count(),
+        5,
+        "{next}"
+    );
+    assert!(!second.html.contains("class=\"next\""));
+    let query = next.split_once('?').expect("a query").1;
+    let fragment = b.get(&format!("/ui/fragments/agents?{query}")).await;
+    assert_eq!(
+        fragment.html.matches("<a href=\"/ui/agents/").count(),
+        5,
+        "the live refresh of page two is page two"
+    );
+}
