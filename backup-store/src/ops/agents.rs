@@ -6,28 +6,77 @@ use serde_json::json;
 
 use super::*;
 
-/// Refuses one more of `table`'s live rows for `tenant` past `limit` (0: none), naming the key.
-/// A soft limit: two creations racing on two replicas may pass it by one.
-pub(super) async fn check_quota(
+/// What a tenant counts: its live agents or its live policies.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Counted {
+    Agents,
+    Policies,
+}
+
+impl Counted {
+    fn column(self) -> &'static str {
+        match self {
+            Counted::Agents => "live_agents",
+            Counted::Policies => "live_policies",
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Counted::Agents => "agents",
+            Counted::Policies => "policies",
+        }
+    }
+}
+
+/// Counts one more of `what` for `tenant`, in the caller's transaction, or refuses it past
+/// `limit` (0: none), naming `key`. The count is a column of the tenant's row, so the check is
+/// one row read however many the tenant has, and the row's lock makes it exact also across
+/// replicas. A transaction that fails after it rolls the count back with the rest.
+pub(super) async fn count_one_more(
     tx: &mut Tx,
-    table: &str,
+    what: Counted,
     tenant: TenantId,
     limit: u32,
     key: &str,
 ) -> Result<()> {
-    if limit == 0 {
+    let column = what.column();
+    let sql = format!(
+        "UPDATE tenants SET {column} = {column} + 1 WHERE id = $1 AND ($2 = 0 OR {column} < $2) \
+         RETURNING {column}"
+    );
+    let counted: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(*tenant.as_uuid())
+        .bind(i64::from(limit))
+        .fetch_optional(&mut **tx)
+        .await?;
+    if counted.is_some() {
         return Ok(());
     }
-    let sql = format!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1 AND deleted_at IS NULL");
-    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(*tenant.as_uuid())
-        .fetch_one(&mut **tx)
-        .await?;
-    if n >= i64::from(limit) {
-        return Err(StoreError::QuotaExceeded(format!(
-            "the tenant has {n} {table}, its limit ({key} = {limit}); delete some or raise the limit"
-        )));
-    }
+    let n: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT {column} FROM tenants WHERE id = $1"
+    )))
+    .bind(*tenant.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(n) = n else {
+        return Err(StoreError::NotFound("tenant"));
+    };
+    let words = what.words();
+    Err(StoreError::QuotaExceeded(format!(
+        "the tenant has {n} {words}, its limit ({key} = {limit}); delete some or raise the limit"
+    )))
+}
+
+/// Counts one fewer of `what` for `tenant` (a deletion), in the caller's transaction.
+pub(super) async fn count_one_fewer(tx: &mut Tx, what: Counted, tenant: TenantId) -> Result<()> {
+    let column = what.column();
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE tenants SET {column} = {column} - 1 WHERE id = $1 AND {column} > 0"
+    )))
+    .bind(*tenant.as_uuid())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -42,9 +91,9 @@ pub(super) async fn insert_agent(
     validate_name("name", &body.name)?;
     validate_name("hostname", &body.hostname)?;
     let now = ctx.now();
-    check_quota(
+    count_one_more(
         tx,
-        "agents",
+        Counted::Agents,
         tenant,
         ctx.config.max_agents_per_tenant,
         "limits.maxAgentsPerTenant",
@@ -201,6 +250,8 @@ impl Pools {
     ) -> Result<()> {
         let now = ctx.now();
         let mut tx = self.write().await?;
+        // The tenant's row first, as creations lock it: one lock order, no deadlock.
+        count_one_fewer(&mut tx, Counted::Agents, tenant).await?;
         let name: Option<String> = sqlx::query_scalar(
             "UPDATE agents SET deleted_at = $3, token_hash = NULL \
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING name",

@@ -16,9 +16,9 @@ impl Pools {
         let now = ctx.now();
         let id = PolicyId::new();
         let mut tx = self.write().await?;
-        agents::check_quota(
+        agents::count_one_more(
             &mut tx,
-            "policies",
+            agents::Counted::Policies,
             tenant,
             ctx.config.max_policies_per_tenant,
             "limits.maxPoliciesPerTenant",
@@ -186,6 +186,8 @@ impl Pools {
     ) -> Result<()> {
         let now = ctx.now();
         let mut tx = self.write().await?;
+        // The tenant's row first, as creations lock it: one lock order, no deadlock.
+        agents::count_one_fewer(&mut tx, agents::Counted::Policies, tenant).await?;
         let name: Option<String> = sqlx::query_scalar(
             "UPDATE policies SET deleted_at = $3, enabled = FALSE, next_due_at = NULL, updated_at = $3 \
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING name",

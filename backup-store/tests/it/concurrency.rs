@@ -223,3 +223,59 @@ store_test!(
         }
     }
 );
+
+store_test!(
+    policy_creations_racing_on_two_replicas_stop_exactly_at_the_quota,
+    StoreConfig {
+        max_policies_per_tenant: 5,
+        ..UNSATURABLE
+    },
+    |env| async move {
+        let t = env.tenant("acme").await;
+        let agent = env.agent(&t, "db-1").await.agent.id;
+        let replica = env.replica().await;
+        let mut racers = Vec::new();
+        for i in 0..20 {
+            let store = if i % 2 == 0 {
+                env.store.clone()
+            } else {
+                replica.clone()
+            };
+            let spec = backup_core::PolicySpec {
+                name: format!("p{i}"),
+                ..backup_every_hour(agent)
+            };
+            racers.push(tokio::spawn(async move {
+                store.create_policy(t.id, &spec).await
+            }));
+        }
+        let mut created = Vec::new();
+        for racer in racers {
+            match racer.await.expect("join") {
+                Ok(p) => created.push(p.id),
+                Err(backup_store::StoreError::QuotaExceeded(m)) => {
+                    assert!(m.contains("limits.maxPoliciesPerTenant"), "{m}");
+                }
+                Err(e) => panic!("neither created nor over quota: {e}"),
+            }
+        }
+        assert_eq!(created.len(), 5, "exactly the quota, never one more");
+        // A deletion frees exactly one place.
+        env.store
+            .delete_policy(t.id, created[0])
+            .await
+            .expect("delete");
+        let again = |name: &str| backup_core::PolicySpec {
+            name: name.into(),
+            ..backup_every_hour(agent)
+        };
+        env.store
+            .create_policy(t.id, &again("after"))
+            .await
+            .expect("a freed place");
+        assert!(matches!(
+            env.store.create_policy(t.id, &again("one-more")).await,
+            Err(backup_store::StoreError::QuotaExceeded(_))
+        ));
+    }
+);
