@@ -1,25 +1,38 @@
 //! The scheduler's tick: due policies become tasks (or stay due with a skip reason).
 
+use std::collections::HashSet;
+
 use super::*;
+
+/// Tasks inserted per statement (one bound policy id each).
+const INSERT_CHUNK: usize = 500;
+/// Due times advanced per statement (a `CASE` of this many arms: small, it is linear per row).
+const UPDATE_CHUNK: usize = 50;
+
+/// A task to create (its row is made by the database from the policy's) and where the
+/// policy's due time goes.
+struct NewTask {
+    policy: Uuid,
+    agent: Uuid,
+    slot: Ts,
+    next_due: Ts,
+    missed: u64,
+}
 
 /// A due policy with what the dispatch decision needs of its agent.
 #[derive(sqlx::FromRow)]
 struct DuePolicy {
     id: Uuid,
-    tenant_id: Uuid,
     agent_id: Uuid,
-    kind: String,
     schedule_every: Option<String>,
     schedule_cron: Option<String>,
     timezone: Option<String>,
     repository: String,
-    max_task_retries: Option<i32>,
     next_due_at: Ts,
     last_heartbeat_at: Option<Ts>,
     queue_depth: i32,
     agent_backoff_until: Option<Ts>,
     backoff_repositories: String,
-    agent_max_retries: i32,
     has_open: bool,
 }
 
@@ -38,10 +51,10 @@ impl Pools {
         let now = ctx.now();
         let mut tx = self.write().await?;
         let sql = concat!(
-            "SELECT p.id, p.tenant_id, p.agent_id, p.kind, p.schedule_every, p.schedule_cron, ",
-            "p.timezone, p.repository, p.max_task_retries, p.next_due_at, ",
+            "SELECT p.id, p.agent_id, p.schedule_every, p.schedule_cron, ",
+            "p.timezone, p.repository, p.next_due_at, ",
             "a.last_heartbeat_at, COALESCE(a.queue_depth, 0) AS queue_depth, a.agent_backoff_until, ",
-            "a.backoff_repositories, a.max_retries AS agent_max_retries, ",
+            "a.backoff_repositories, ",
             "EXISTS (SELECT 1 FROM tasks t WHERE t.policy_id = p.id ",
             "AND t.status IN ('pending', 'claimed', 'running')) AS has_open ",
             "FROM policies p JOIN agents a ON a.id = p.agent_id ",
@@ -90,17 +103,6 @@ impl Pools {
             }
         }
 
-        struct NewTask {
-            id: Uuid,
-            tenant: Uuid,
-            policy: Uuid,
-            agent: Uuid,
-            kind: String,
-            slot: Ts,
-            max_retries: i32,
-            next_due: Ts,
-            missed: u64,
-        }
         let mut creates: Vec<NewTask> = Vec::new();
         let offline_after = TimeDelta::seconds(i64::from(ctx.config.offline_after_seconds));
         for row in &rows {
@@ -144,58 +146,36 @@ impl Pools {
             let (next_due, missed) = schedule.advance(slot.get(), now.get());
             *due_pending.entry(agent).or_insert(0) += 1;
             creates.push(NewTask {
-                id: Uuid::new_v4(),
-                tenant: row.tenant_id,
                 policy,
                 agent,
-                kind: row.kind.clone(),
                 slot,
-                max_retries: row.max_task_retries.unwrap_or(row.agent_max_retries),
                 next_due: Ts::new(next_due),
                 missed,
             });
         }
 
-        // Small multi-row statements: per-row cost dominates, and SQLite's cost per statement
-        // grows faster than linearly with its parameter count (measured: 25-100 rows is best).
-        for chunk in creates.chunks(50) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 8;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, 'pending', ${}, ${}, 0, ${}, FALSE, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 6,
-                        b + 7,
-                        b + 8
-                    )
-                })
-                .collect();
+        // The task rows are generated inside the database from the policies' own rows (one
+        // bound id per task, not eight values): the driver's per-value cost dominated the tick
+        // when every policy was due. The slot is the due time read above, in this transaction.
+        for chunk in creates.chunks(INSERT_CHUNK) {
             let sql = format!(
-                "INSERT INTO tasks (id, tenant_id, policy_id, agent_id, kind, status, created_at, \
-                 updated_at, retry_count, max_retries, failed_permanently, slot) VALUES {} \
-                 ON CONFLICT DO NOTHING RETURNING policy_id",
-                values.join(", ")
+                concat!(
+                    "INSERT INTO tasks (id, tenant_id, policy_id, agent_id, kind, status, ",
+                    "created_at, updated_at, retry_count, max_retries, failed_permanently, slot) ",
+                    "SELECT ",
+                    new_uuid!(),
+                    ", p.tenant_id, p.id, p.agent_id, p.kind, 'pending', $1, $1, 0, ",
+                    "COALESCE(p.max_task_retries, a.max_retries), FALSE, p.next_due_at ",
+                    "FROM policies p JOIN agents a ON a.id = p.agent_id WHERE p.id IN ({}) ",
+                    "ON CONFLICT DO NOTHING RETURNING policy_id"
+                ),
+                placeholders(2, chunk.len())
             );
-            let mut args = Args::default();
+            let mut q = sqlx::query_scalar(AssertSqlSafe(sql)).bind(now);
             for t in chunk {
-                add(&mut args, t.id)?;
-                add(&mut args, t.tenant)?;
-                add(&mut args, t.policy)?;
-                add(&mut args, t.agent)?;
-                add(&mut args, t.kind.clone())?;
-                add(&mut args, now)?;
-                add(&mut args, t.max_retries)?;
-                add(&mut args, t.slot)?;
+                q = q.bind(t.policy);
             }
-            let inserted: Vec<Uuid> = sqlx::query_scalar_with(AssertSqlSafe(sql), args)
-                .fetch_all(&mut *tx)
-                .await?;
+            let inserted: HashSet<Uuid> = q.fetch_all(&mut *tx).await?.into_iter().collect();
             // A policy whose insert hit a conflict keeps its due time while the task it met is
             // open (a run-now task, or a racing replica's task for the same slot): the open task
             // is the skip reason. A closed task for the very slot means the slot was served
@@ -220,29 +200,36 @@ impl Pools {
             if advanced.is_empty() {
                 continue;
             }
-            let mut cases = String::new();
-            let mut args = Args::default();
-            add(&mut args, now)?;
-            for (i, t) in advanced.iter().enumerate() {
-                cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 2, 2 * i + 3));
-                add(&mut args, t.policy)?;
-                add(&mut args, t.next_due)?;
+            for part in advanced.chunks(UPDATE_CHUNK) {
+                advance_due_times(&mut tx, now, part).await?;
             }
-            let n = advanced.len();
-            let ids = (0..n)
-                .map(|i| format!("${}", 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "UPDATE policies SET next_due_at = CASE id{cases} END, updated_at = $1 WHERE id IN ({ids})"
-            );
-            sqlx::query_with(AssertSqlSafe(sql), args)
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok(Some(last_key))
     }
+}
+
+/// Moves the policies' due times on, in one statement.
+async fn advance_due_times(tx: &mut Tx, now: Ts, tasks: &[&NewTask]) -> Result<()> {
+    let mut cases = String::new();
+    let mut args = Args::default();
+    add(&mut args, now)?;
+    for (i, t) in tasks.iter().enumerate() {
+        cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 2, 2 * i + 3));
+        add(&mut args, t.policy)?;
+        add(&mut args, t.next_due)?;
+    }
+    let ids = (0..tasks.len())
+        .map(|i| format!("${}", 2 * i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE policies SET next_due_at = CASE id{cases} END, updated_at = $1 WHERE id IN ({ids})"
+    );
+    sqlx::query_with(AssertSqlSafe(sql), args)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Whether the policy's task for `slot` exists and is closed.
