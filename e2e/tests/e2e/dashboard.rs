@@ -89,8 +89,9 @@ async fn an_operator_finds_browses_and_restores_a_lost_file_in_the_browser() {
         .await;
     d.screenshot_for_docs("browse.png").await;
     d.click("form.restore button[type=submit]").await;
+    // restic 0.14 counts the one file; 0.17+ counts the directories it made on the way too.
     let done = d.source_with("Restored ", 90).await;
-    assert!(done.contains("Restored 1 file, 8 B."), "{done}");
+    assert!(done.contains(", 8 B.</p>"), "the file's 8 bytes: {done}");
     d.screenshot_for_docs("restore.png").await;
     let back = into
         .join(w.data.strip_prefix("/").expect("absolute"))
