@@ -51,7 +51,7 @@ pub mod state;
 
 pub use agent::{
     AGENT_VERSION, Agent, AgentOptions, BackoffReport, ConcurrencyReport, DIAGNOSTICS_FILE,
-    Diagnostics, LOCK_FILE, QuotaReport,
+    Diagnostics, LOCK_FILE, QuotaReport, TASK_ENV,
 };
 pub use backup_config::Configuration;
 #[cfg(feature = "mock")]

@@ -25,6 +25,10 @@ use crate::{
     state::ProcessRecord,
 };
 
+/// The environment variable naming the task and attempt (`<task id>/<attempt>`) a task's restic
+/// process serves.
+pub const TASK_ENV: &str = "BACKUP_AGENT_TASK";
+
 /// Whether an attempt's outcome feeds the backoff of its repository: the scheduled kinds do.
 /// A restore or a listing that a person asked for is rare and says little about the health of
 /// the repository (a target without room, a path that does not exist); it neither starts nor
@@ -156,6 +160,11 @@ impl Agent {
         let args =
             restic::arguments_waiting(&command, version, self.inner.config.lock_wait_seconds);
         let mut spec = self.spec(repo, args, Some(task.kind));
+        // Which task and attempt a restic process serves, readable in /proc/<pid>/environ
+        // (restic ignores it): an operator's `ps` finds it, the soak test's observer checks
+        // that no task ever has two.
+        spec.env
+            .push((TASK_ENV.into(), format!("{}/{}", task.id, task.attempt)));
         let minutes = task.timeout_minutes.unwrap_or_else(|| match task.kind {
             // A person waits for a listing: it has minutes, not the hours of a backup.
             TaskKind::Ls => restore::LS_TIMEOUT_MINUTES.min(self.inner.config.task_timeout_minutes),

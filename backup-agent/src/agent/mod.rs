@@ -19,6 +19,7 @@ mod diagnostics;
 mod heartbeat;
 mod inventory;
 mod invoke;
+pub use invoke::TASK_ENV;
 mod outbox;
 mod persist;
 mod poll;

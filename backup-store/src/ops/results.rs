@@ -85,7 +85,10 @@ async fn record_result(
         None => None,
     };
 
-    // A cancelled task: record what happened, change nothing.
+    // A cancelled task: record what happened, change nothing. When restic finished before the
+    // cancel reached it, the attempt succeeded and its snapshot exists: the run says so (a
+    // cancelled run with a snapshot would hide data that is there), and the policy counts the
+    // success; the task stays cancelled.
     if status == TaskStatus::Cancelled {
         if run.is_none() && task.attempt != attempt {
             return Err(StoreError::Conflict(format!(
@@ -93,12 +96,21 @@ async fn record_result(
             )));
         }
         insert_run(tx, ctx, &task, attempt, RunStatus::Cancelled, None).await?;
+        let finished_anyway = report.outcome.is_success();
+        if finished_anyway {
+            let at = report.finished_at.map_or(now, Ts::new);
+            protection::task_succeeded(tx, now, at, &task).await?;
+        }
         let view = task.view()?;
         write_run(
             tx,
             &received,
             Closing {
-                status: RunStatus::Cancelled,
+                status: if finished_anyway {
+                    report.outcome.into()
+                } else {
+                    RunStatus::Cancelled
+                },
                 late: false,
                 failed_permanently: false,
                 answer: Some(&view),

@@ -437,14 +437,9 @@ store_test!(
             .await
             .expect_err("cancelled");
         assert!(matches!(err, StoreError::Conflict(_)));
-        let v = accepted(
-            &env,
-            agent,
-            task,
-            &AttemptReport::new(attempt, AttemptOutcome::Succeeded),
-        )
-        .await
-        .task;
+        let mut stopped = AttemptReport::new(attempt, AttemptOutcome::Failed);
+        stopped.error = Some("restic was stopped".into());
+        let v = accepted(&env, agent, task, &stopped).await.task;
         assert_eq!(v.status, TaskStatus::Cancelled, "changes nothing");
         let runs = runs_of(&env, tenant, task).await;
         assert_eq!(runs[0].status, RunStatus::Cancelled);
@@ -462,6 +457,28 @@ store_test!(
             .await
             .expect_err("already ended");
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+);
+
+// Found by the chaos soak (seed 777): a backup cancelled while restic was writing its last
+// pack made its snapshot anyway; the run said "cancelled", so a snapshot in the repository was
+// recorded by no succeeded run.
+store_test!(
+    a_backup_that_finished_before_its_cancel_took_effect_is_recorded_as_succeeded,
+    |env| async move {
+        let (tenant, agent, task, attempt) = one_started_task(&env, None).await;
+        env.store.cancel_task(tenant, task).await.expect("cancel");
+        let mut report = AttemptReport::new(attempt, AttemptOutcome::Succeeded);
+        report.snapshot_id = Some("0123abcd".into());
+        let v = accepted(&env, agent, task, &report).await.task;
+        assert_eq!(v.status, TaskStatus::Cancelled, "the task stays cancelled");
+        let runs = runs_of(&env, tenant, task).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, RunStatus::Succeeded, "the snapshot exists");
+        assert_eq!(runs[0].snapshot_id.as_deref(), Some("0123abcd"));
+        let again = accepted(&env, agent, task, &report).await;
+        assert!(again.replayed, "a repeat is the same answer");
+        assert_eq!(runs_of(&env, tenant, task).await.len(), 1);
     }
 );
 

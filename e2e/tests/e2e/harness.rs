@@ -87,6 +87,16 @@ impl World {
         })
     }
 
+    /// On the database at `url` (one the caller owns); `None` without restic.
+    pub(crate) fn on(url: String) -> Option<World> {
+        backup_testkit::restic()?;
+        Some(World {
+            dir: tempfile::tempdir().expect("dir"),
+            database: url,
+            _db: None,
+        })
+    }
+
     pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -186,6 +196,16 @@ impl ServerProc {
     /// kill -9.
     pub(crate) fn kill9(&mut self) {
         kill9(&mut self.child);
+    }
+
+    /// Its port on loopback.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts it again on the same port and database.

@@ -21,3 +21,4 @@ mod restores;
 mod secrets;
 mod shared_repository;
 mod snapshots;
+mod soak;

@@ -27,14 +27,14 @@ use crate::harness::{
 };
 
 /// A rest-server process serving `<dir>` on a loopback port, killed on drop.
-struct RestServer {
+pub(crate) struct RestServer {
     child: Child,
     dir: PathBuf,
     port: u16,
 }
 
 impl RestServer {
-    fn start(world: &World, append_only: bool) -> Option<RestServer> {
+    pub(crate) fn start(world: &World, append_only: bool) -> Option<RestServer> {
         let binary = backup_testkit::rest_server()?;
         let dir = world.path(if append_only { "rest-ao" } else { "rest" });
         let port = free_port();
@@ -54,7 +54,7 @@ impl RestServer {
     }
 
     /// The `rest:` URL of repository `name`, initialized, and its password file.
-    fn repository(&self, world: &World, name: &str) -> (PathBuf, PathBuf) {
+    pub(crate) fn repository(&self, world: &World, name: &str) -> (PathBuf, PathBuf) {
         let url = PathBuf::from(format!("rest:http://127.0.0.1:{}/{name}", self.port));
         let password = world.init_repository(&url, name);
         (url, password)
