@@ -117,7 +117,22 @@ impl Agent {
     /// after its lease lapsed, while its first worker still runs) is not started a second
     /// time: returns false.
     fn hold(&self, task: &ClaimedTask) -> bool {
-        let taken = match self.shared().held.entry(task.id) {
+        let mut shared = self.shared();
+        // This very attempt already ran and its result waits in the outbox: the server handed it
+        // out again because the start never reached it and the claim's lease lapsed. Running it
+        // twice would make a second snapshot; the result goes out instead.
+        if shared
+            .state
+            .outbox
+            .iter()
+            .any(|e| e.task_id == task.id && e.report.attempt == task.attempt)
+        {
+            drop(shared);
+            tracing::info!(task = %task.id, attempt = task.attempt, "handed out again, but this attempt already ran: its result is in the outbox");
+            self.inner.wake_outbox.notify_one();
+            return false;
+        }
+        let taken = match shared.held.entry(task.id) {
             Entry::Occupied(mut held) => {
                 if held.get().attempt != task.attempt {
                     held.get_mut().rehanded = Some(task.attempt);
@@ -135,6 +150,7 @@ impl Agent {
                 true
             }
         };
+        drop(shared);
         if taken {
             self.refresh_gauges();
         } else {

@@ -185,6 +185,7 @@ async fn every_backup_excludes_the_agents_secrets_and_restic_gets_a_cleared_envi
                 | "RESTIC_PASSWORD_FILE"
                 | "RESTIC_CACHE_DIR"
                 | "GOMAXPROCS"
+                | "BACKUP_AGENT_TASK"
                 | "AWS_ACCESS_KEY_ID"
                 | "AWS_SECRET_ACCESS_KEY"
         ) || name.starts_with("LC_")
@@ -196,6 +197,8 @@ async fn every_backup_excludes_the_agents_secrets_and_restic_gets_a_cleared_envi
             "the token never reaches restic"
         );
     }
+    let task = env_of(&backup, backup_agent::TASK_ENV).expect("the task it serves");
+    assert!(task.ends_with("/1"), "<task id>/<attempt>: {task}");
     assert_eq!(
         env_of(&backup, "AWS_ACCESS_KEY_ID"),
         Some("from-the-config")

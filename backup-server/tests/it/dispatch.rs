@@ -177,3 +177,56 @@ server_test!(
         assert_eq!(answer["tasks"][0]["attempt"], 1, "the attempt given back");
     }
 );
+
+// Found by the chaos soak (seed 20261203): an idle agent's waiting claim found its backups held
+// back by its own check on the same repository, still running on the server because the check's
+// result had not arrived yet. The result wakes no one, so the claim slept until the next check's
+// task woke it, which held the backups back again: the backups starved for minutes.
+server_test!(
+    a_waiting_claim_gets_a_backup_once_the_check_holding_it_back_ends,
+    |h| async move {
+        let t = h.tenant("acme").await;
+        let agent = h.agent(&t, "db-1").await;
+        let reporting = json!({"runningTasks": 0, "queueDepth": 0,
+            "repositories": [{"name": "main", "repositoryId": "5c2a9bb0e1f84a1fb1c0d6a9f3e2d1c0b9a8f7e6d5c4b3a2918273645546372a"}]});
+        assert_eq!(h.heartbeat(&agent, reporting).await.status, 200);
+        let tenant = Auth::tenant(&t);
+        let check = h
+            .policy(
+                &t,
+                json!({"name": "check", "agentId": agent.id.to_string(), "kind": "check",
+                    "schedule": {"every": "1h"}, "repository": "main"}),
+            )
+            .await;
+        let backup = h.policy(&t, backup_policy(agent.id)).await;
+        let run = |policy: &Value| format!("/policies/{}/run", policy["id"].as_str().expect("id"));
+        let check_task = h.post(&run(&check), &tenant, json!({})).await.body;
+        let first = claim(&h, &agent, 0).await;
+        assert_eq!(first["tasks"][0]["id"], check_task["id"], "{first}");
+        let task = check_task["id"].as_str().expect("id").to_owned();
+        let started = h
+            .post(
+                &format!("/tasks/{task}/start"),
+                &agent.auth(),
+                json!({"attempt": 1}),
+            )
+            .await;
+        assert_eq!(started.status, 200, "{started:?}");
+        let backup_task = h.post(&run(&backup), &tenant, json!({})).await.body;
+        // Held back while the check runs.
+        assert_eq!(claim(&h, &agent, 0).await["tasks"], json!([]));
+        // The agent finishes the check and, idle, waits for work before its result arrives.
+        let (answer, ()) = tokio::join!(claim(&h, &agent, 20), async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let result = h
+                .post(
+                    &format!("/tasks/{task}/result"),
+                    &agent.auth(),
+                    json!({"attempt": 1, "outcome": "succeeded"}),
+                )
+                .await;
+            assert_eq!(result.status, 200, "{result:?}");
+        });
+        assert_eq!(answer["tasks"][0]["id"], backup_task["id"], "{answer}");
+    }
+);

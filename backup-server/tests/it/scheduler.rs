@@ -208,7 +208,8 @@ server_test!(
                 w.body["retryCount"].clone(),
                 w.body["attempt"].clone()
             ),
-            (json!("pending"), json!(0), json!(0))
+            (json!("pending"), json!(0), json!(1)),
+            "back to pending, its attempt number kept for the next claim (or a late result)"
         );
         let _ = (p1, p2, start());
     }

@@ -19,6 +19,10 @@ struct ClaimedRow {
 const TASK_REPOSITORY: &str =
     "COALESCE(t.repository, (SELECT p.repository FROM policies p WHERE p.id = t.policy_id))";
 
+/// How often a waiting claim looks again while one of its agent's due tasks is held back by
+/// the coordination of a shared repository.
+const HELD_BACK_RECHECK: TimeDelta = TimeDelta::seconds(2);
+
 /// The coordination of a repository shared across hosts (agents reporting the same restic
 /// id): an exclusive task (check, prune) is not handed out while any other task on that
 /// repository is claimed or running on any agent; a backup or restore is not handed out while
@@ -47,7 +51,9 @@ fn shared_repository_clause(online: usize) -> String {
 impl Pools {
     /// The earliest time one of the agent's pending tasks may become claimable by the passing
     /// of time: a retry's backoff ends, or a backoff the agent reported (its own or a
-    /// repository's), if any.
+    /// repository's), if any. A due task that a claim just left where it is (held back by a
+    /// shared repository's check or prune, which no wake-up announces when it ends) is looked
+    /// at again after `HELD_BACK_RECHECK`.
     pub(crate) async fn next_claimable_at(&self, ctx: &Ctx, agent: AgentId) -> Result<Option<Ts>> {
         let now = ctx.now();
         let retry: Option<Ts> = sqlx::query_scalar(
@@ -70,6 +76,22 @@ impl Pools {
             let repositories: Vec<RepositoryBackoffView> =
                 from_json("backoff repositories", &repositories)?;
             ends.extend(repositories.iter().map(|r| Ts::new(r.backoff_until)));
+        }
+        // Without a backoff of its own, a due task the claim did not hand out is held back by
+        // a repository shared with a check or a prune: that ends with a result, maybe on
+        // another replica or for another agent, which wakes no one here.
+        if !ends.iter().any(|t| *t > now) {
+            let held_back: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM tasks WHERE agent_id = $1 AND status = 'pending' \
+                 AND (next_retry_at IS NULL OR next_retry_at <= $2))",
+            )
+            .bind(*agent.as_uuid())
+            .bind(now)
+            .fetch_one(self.read())
+            .await?;
+            if held_back {
+                ends.push(Ts::new(now.get() + HELD_BACK_RECHECK));
+            }
         }
         Ok(ends.into_iter().filter(|t| *t > now).min())
     }

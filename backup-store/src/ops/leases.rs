@@ -11,8 +11,9 @@ fn note_claimable(report: &mut LapseReport, agent: Uuid) {
 }
 
 impl Pools {
-    /// Lapses up to `batch` expired leases: a claimed task returns to pending with its attempt
-    /// number given back; a running task's attempt fails as "agent lost" through the budget.
+    /// Lapses up to `batch` expired leases: a claimed task returns to pending, its attempt
+    /// number kept for the next claim (and for a late result of this one: an agent that could
+    /// not report the start may have run it); a running task's attempt fails as "agent lost" through the budget.
     pub(crate) async fn lapse_leases(
         &self,
         ctx: &Ctx,
@@ -36,7 +37,7 @@ impl Pools {
             match task.status()? {
                 TaskStatus::Claimed => {
                     sqlx::query(
-                        "UPDATE tasks SET status = 'pending', attempt = started_attempt, \
+                        "UPDATE tasks SET status = 'pending', \
                          lease_expires_at = NULL, updated_at = $2 WHERE id = $1",
                     )
                     .bind(task.id)

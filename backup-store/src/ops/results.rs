@@ -167,8 +167,13 @@ async fn record_result(
             }
         }
         None => {
-            // A result before start (an unknown repository, say) is accepted for the claimed attempt.
-            if status != TaskStatus::Claimed || task.attempt != attempt {
+            // A result before start (an unknown repository, say) is accepted for the claimed
+            // attempt; so is one for a claim whose lease lapsed before the server heard of its
+            // start (the task is pending again under the same number, and the agent, which
+            // could not report the start, ran it anyway: its snapshot exists).
+            let claimed = status == TaskStatus::Claimed
+                || (status == TaskStatus::Pending && attempt > task.started_attempt);
+            if !claimed || task.attempt != attempt {
                 return Err(StoreError::Conflict(format!(
                     "attempt {attempt} was never claimed"
                 )));

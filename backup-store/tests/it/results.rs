@@ -280,14 +280,15 @@ store_test!(
         let (tenant, agent, task) = one_task(&env, Some(1)).await;
         let claimed = env.claim_all(agent).await;
         assert_eq!(claimed[0].attempt, 1);
-        // Never started: the lease lapses, the task returns with its attempt number, no budget spent.
+        // Never started: the lease lapses, the task returns keeping its attempt number (for
+        // the next claim), no budget spent.
         env.advance_secs(901);
         let lapse = env.store.lapse_leases().await.expect("lapse");
         assert_eq!((lapse.returned, lapse.lost), (1, 0));
         let v = env.store.get_task(tenant, task).await.expect("task");
         assert_eq!(
             (v.status, v.attempt, v.retry_count),
-            (TaskStatus::Pending, 0, 0)
+            (TaskStatus::Pending, 1, 0)
         );
         env.online(agent).await;
         let attempt = claim_start(&env, agent).await;
@@ -456,6 +457,39 @@ store_test!(
             .cancel_task(t2, finished)
             .await
             .expect_err("already ended");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+);
+
+// Found by the chaos soak (seed 20261203, 30 minutes): the network cut an agent off after it
+// claimed a backup; it could not report the start, ran restic anyway (its snapshot exists) and
+// kept the result in its outbox; the claim's lease lapsed. That result was a 409 ("never
+// claimed") while the task waited, pending again, so the snapshot was recorded by no run.
+store_test!(
+    a_result_for_a_claim_whose_lease_lapsed_is_recorded,
+    |env| async move {
+        let (tenant, agent, task) = one_task(&env, Some(1)).await;
+        let claimed = env.claim_all(agent).await;
+        let attempt = claimed[0].attempt;
+        env.advance_secs(901);
+        let lapse = env.store.lapse_leases().await.expect("lapse");
+        assert_eq!(lapse.returned, 1);
+        let mut report = AttemptReport::new(attempt, AttemptOutcome::Succeeded);
+        report.snapshot_id = Some("feedc0de".into());
+        let v = accepted(&env, agent, task, &report).await.task;
+        assert_eq!(v.status, TaskStatus::Succeeded);
+        let runs = runs_of(&env, tenant, task).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, RunStatus::Succeeded);
+        assert_eq!(runs[0].snapshot_id.as_deref(), Some("feedc0de"));
+        // The next attempt, never handed out, is refused.
+        let err = refused(
+            &env,
+            agent,
+            task,
+            &AttemptReport::new(attempt + 1, AttemptOutcome::Succeeded),
+        )
+        .await;
         assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     }
 );
