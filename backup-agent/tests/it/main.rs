@@ -15,5 +15,6 @@ mod inventory;
 mod limits;
 mod processes;
 mod real_restic;
+mod rehanded;
 mod restore;
 mod state;
