@@ -27,6 +27,9 @@ pub(crate) struct Report {
     succeeded: usize,
     processes: usize,
     samples: u64,
+    /// Attempts that ran restic more than once, one after the other (not yet an invariant: see
+    /// docs/RELIABILITY.md).
+    pub(crate) rerun: Vec<String>,
 }
 
 impl Report {
@@ -53,6 +56,12 @@ impl Report {
         for (what, n) in &self.checked {
             let _ = writeln!(s, "  {what}: {n} checked");
         }
+        let _ = writeln!(
+            s,
+            "attempts that ran restic more than once (one after the other): {} {:?}",
+            self.rerun.len(),
+            self.rerun
+        );
         let _ = write!(s, "violations: {}", self.violations.len());
         s
     }
@@ -70,7 +79,20 @@ pub(crate) async fn check(soak: &Soak, record: &Record) -> Report {
         succeeded: runs.iter().filter(|r| r["status"] == "succeeded").count(),
         processes: record.processes.len(),
         samples: record.samples,
+        rerun: Vec::new(),
     };
+    let mut per_attempt: BTreeMap<(&str, u32), Vec<u32>> = BTreeMap::new();
+    for p in record.processes.values() {
+        per_attempt
+            .entry((p.task.as_str(), p.attempt))
+            .or_default()
+            .push(p.pid);
+    }
+    report.rerun = per_attempt
+        .into_iter()
+        .filter(|(_, pids)| pids.len() > 1)
+        .map(|((task, attempt), pids)| format!("{task}#{attempt} pids {pids:?}"))
+        .collect();
     snapshots_recorded_once(soak, &runs, &mut report);
     report.checked(
         "no task had two restic processes at once",

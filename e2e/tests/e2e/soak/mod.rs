@@ -12,6 +12,7 @@
 //! `BACKUP_SOAK_SECONDS=180 cargo test -p backup-e2e --test e2e -- soak:: --nocapture`.
 
 mod checker;
+mod diagnose;
 mod faults;
 mod observer;
 mod postgres;
@@ -231,49 +232,6 @@ impl Soak {
         }
     }
 
-    /// A policy that did not succeed in the quiet period: the policy, its agent and its last
-    /// tasks as the server sees them.
-    async fn why_stuck(&self, id: &str, agent: usize) -> String {
-        let api = self.api();
-        let policy = api.call("GET", &format!("/policies/{id}"), None).await.1;
-        let view = api
-            .call(
-                "GET",
-                &format!("/agents/{}", self.agents[agent].creds.id),
-                None,
-            )
-            .await
-            .1;
-        let tasks = api.all(&format!("/tasks?policyId={id}")).await;
-        let last: Vec<String> = tasks
-            .iter()
-            .rev()
-            .take(3)
-            .map(|t| {
-                format!(
-                    "{} {} attempt {} retry {}/{} nextRetryAt {} lastError {}",
-                    t["id"],
-                    t["status"],
-                    t["attempt"],
-                    t["retryCount"],
-                    t["maxRetries"],
-                    t["nextRetryAt"],
-                    t["lastError"]
-                )
-            })
-            .collect();
-        format!(
-            "policy {} ({id}) of {} did not succeed after the faults: nextDueAt {}, enabled {}; agent status {}, running {}, backoffUntil {}; last tasks: {last:#?}",
-            policy["name"],
-            self.agents[agent].name,
-            policy["nextDueAt"],
-            policy["enabled"],
-            view["status"],
-            view["runningTasks"],
-            view["backoffUntil"],
-        )
-    }
-
     /// Disables every policy, waits until no task is open, then stops the agents with SIGTERM.
     async fn wind_down(&mut self) {
         for (id, _) in &self.policies {
@@ -305,43 +263,6 @@ impl Soak {
         for a in &mut self.agents {
             a.process.stop();
         }
-    }
-}
-
-impl Soak {
-    /// What a person needs to find out why an invariant broke, written beside the logs: the
-    /// tasks, the runs, the policies, the events, every restic process seen and the journal.
-    async fn dump(&self, record: &observer::Record) {
-        let api = self.api();
-        for (file, path) in [
-            ("tasks.json", "/tasks"),
-            ("runs.json", "/backup-runs"),
-            ("policies.json", "/policies"),
-            ("events.json", "/events"),
-        ] {
-            let items = api.all(path).await;
-            let text = serde_json::to_string_pretty(&items).unwrap_or_default();
-            let _ = std::fs::write(self.world.path(file), text);
-        }
-        let t0 = self.started;
-        let processes: Vec<String> = record
-            .processes
-            .values()
-            .map(|p| {
-                format!(
-                    "+{:7.1} .. +{:7.1} s  {} pid {} {} task {} attempt {}",
-                    p.first.saturating_duration_since(t0).as_secs_f64(),
-                    p.last.saturating_duration_since(t0).as_secs_f64(),
-                    p.agent,
-                    p.pid,
-                    p.operation,
-                    p.task,
-                    p.attempt
-                )
-            })
-            .collect();
-        let _ = std::fs::write(self.world.path("processes.txt"), processes.join("\n"));
-        let _ = std::fs::write(self.world.path("journal.txt"), self.journal.join("\n"));
     }
 }
 
@@ -387,7 +308,8 @@ async fn faults_at_random_lose_nothing() {
     let mut report = checker::check(&soak, &record).await;
     report.violations.extend(stuck);
     eprintln!("{}", report.summary(&soak, started.elapsed()));
-    if !report.violations.is_empty() {
+    // An attempt that ran restic twice is kept for a look too (see docs/RELIABILITY.md).
+    if !report.violations.is_empty() || !report.rerun.is_empty() {
         eprintln!("soak: the faults, in order:\n{}", soak.journal.join("\n"));
         soak.dump(&record).await;
         eprintln!(
