@@ -80,20 +80,22 @@ impl Pools {
         // Without a backoff of its own, a due task the claim did not hand out is held back by
         // a repository shared with a check or a prune: that ends with a result, maybe on
         // another replica or for another agent, which wakes no one here.
-        if !ends.iter().any(|t| *t > now) {
-            let held_back: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM tasks WHERE agent_id = $1 AND status = 'pending' \
-                 AND (next_retry_at IS NULL OR next_retry_at <= $2))",
-            )
-            .bind(*agent.as_uuid())
-            .bind(now)
-            .fetch_one(self.read())
-            .await?;
-            if held_back {
-                ends.push(Ts::new(now.get() + HELD_BACK_RECHECK));
-            }
+        if !ends.iter().any(|t| *t > now) && self.any_due(agent, now).await? {
+            ends.push(Ts::new(now.get() + HELD_BACK_RECHECK));
         }
         Ok(ends.into_iter().filter(|t| *t > now).min())
+    }
+
+    /// Whether the agent has a pending task whose retry (if any) is due, read from a reader.
+    async fn any_due(&self, agent: AgentId, now: Ts) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' \
+             AND (t.next_retry_at IS NULL OR t.next_retry_at <= $2))",
+        )
+        .bind(*agent.as_uuid())
+        .bind(now)
+        .fetch_one(self.read())
+        .await?)
     }
 
     pub(crate) async fn claim(
@@ -109,15 +111,7 @@ impl Pools {
             return Ok(ClaimAnswer::default());
         }
         // Most polls find nothing: answer those from a reader, without a write transaction.
-        let any_due: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM tasks t WHERE t.agent_id = $1 AND t.status = 'pending' \
-             AND (t.next_retry_at IS NULL OR t.next_retry_at <= $2))",
-        )
-        .bind(agent_uuid)
-        .bind(now)
-        .fetch_one(self.read())
-        .await?;
-        if !any_due {
+        if !self.any_due(agent, now).await? {
             return Ok(ClaimAnswer::default());
         }
         let mut tx = self.write().await?;

@@ -519,41 +519,49 @@ pub(crate) struct ResticProc {
     pub(crate) nice: i32,
 }
 
+/// Every live restic process: its pid and arguments (from `/proc`).
+pub(crate) fn restic_pids() -> Vec<(u32, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.first()
+                .is_some_and(|a| a == "restic" || a.ends_with("/restic"))
+                .then_some((pid, args))
+        })
+        .collect()
+}
+
+/// A process's environment (`/proc/<pid>/environ`), while it runs.
+pub(crate) fn environment(pid: u32) -> Option<std::collections::BTreeMap<String, String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter_map(|e| {
+                let e = String::from_utf8_lossy(e);
+                let (k, v) = e.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect(),
+    )
+}
+
 /// restic processes whose repository path contains `marker` (this test's directory).
 pub(crate) fn restic_processes(marker: &str) -> Vec<ResticProc> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+    for (pid, args) in restic_pids() {
+        let Some(mut env) = environment(pid) else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if !args
-            .first()
-            .is_some_and(|a| a == "restic" || a.ends_with("/restic"))
-        {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let repository = environ
-            .split(|b| *b == 0)
-            .filter_map(|e| {
-                String::from_utf8_lossy(e)
-                    .strip_prefix("RESTIC_REPOSITORY=")
-                    .map(str::to_owned)
-            })
-            .next()
-            .unwrap_or_default();
+        let repository = env.remove("RESTIC_REPOSITORY").unwrap_or_default();
         if !repository.contains(marker) {
             continue;
         }

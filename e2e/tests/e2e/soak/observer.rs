@@ -12,7 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backup_agent::TASK_ENV;
+use backup_agent::{TASK_ENV, state::process_start_ticks};
+
+use crate::harness::{environment, restic_pids};
 
 /// One restic process of a task.
 #[derive(Clone, Debug)]
@@ -102,54 +104,11 @@ impl Drop for Observer {
     }
 }
 
-/// The NUL-separated `KEY=value` pairs of a process's environment.
-fn environment(pid: u32) -> Option<BTreeMap<String, String>> {
-    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .filter_map(|e| {
-                let e = String::from_utf8_lossy(e);
-                let (k, v) = e.split_once('=')?;
-                Some((k.to_owned(), v.to_owned()))
-            })
-            .collect(),
-    )
-}
-
-/// The process's start time in clock ticks since boot (field 22 of `stat`): with the pid, it
-/// names one process even when pids are reused.
-fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(19)
-        .and_then(|t| t.parse().ok())
-}
-
 /// The live restic processes of tasks whose cache directory is under `marker`.
 fn task_processes(marker: &str) -> Vec<((u32, u64), Seen)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
     let now = Instant::now();
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if !args
-            .first()
-            .is_some_and(|a| a == "restic" || a.ends_with("/restic"))
-        {
-            continue;
-        }
+    let mut found = Vec::new();
+    for (pid, args) in restic_pids() {
         let Some(env) = environment(pid) else {
             continue;
         };
@@ -170,7 +129,7 @@ fn task_processes(marker: &str) -> Vec<((u32, u64), Seen)> {
             .and_then(|n| n.strip_suffix("-state"))
             .unwrap_or("?")
             .to_owned();
-        let (Some(ticks), Ok(attempt)) = (start_ticks(pid), attempt.parse()) else {
+        let (Some(ticks), Ok(attempt)) = (process_start_ticks(pid), attempt.parse()) else {
             continue;
         };
         found.push((
